@@ -1,0 +1,38 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#pragma once
+
+/*
+ * json-c conveniences. json-c owns the json_ prefix, so ours is jsonx_.
+ *
+ * Ownership reminder: json_object_object_add() and json_object_array_add()
+ * steal the reference to the value; json_object_object_get_ex() returns a
+ * borrowed pointer valid while the parent lives.
+ */
+
+#include <json-c/json.h>
+#include <stdint.h>
+
+#include "err.h"
+#include "macro.h"
+
+static inline void json_object_putp(json_object **o) {
+        if (*o)
+                json_object_put(*o);
+}
+#define _cleanup_json_ _cleanup_(json_object_putp)
+
+/* Borrowed lookups by a dotted path ("metadata.resourceVersion"). Return NULL
+ * (or @def) when a segment is missing or has another type. */
+json_object *jsonx_get(json_object *o, const char *dotted_path);
+const char *jsonx_get_string(json_object *o, const char *dotted_path);
+int64_t jsonx_get_int(json_object *o, const char *dotted_path, int64_t def);
+bool jsonx_get_bool(json_object *o, const char *dotted_path, bool def);
+
+/* Parses @len bytes (no NUL needed) into a tree. Returns -EBADMSG with the
+ * json-c error and byte offset in @ret_err on malformed or trailing input. */
+int jsonx_parse(const char *data, size_t len, json_object **ret, err_info *ret_err);
+
+/* Serializes @o canonically: object keys sorted bytewise at every level, no
+ * insignificant whitespace, "/" not escaped. The result is owned by the
+ * caller. Byte-identical for equal trees; used for content digests. */
+int jsonx_to_canonical(json_object *o, char **ret, size_t *ret_len);

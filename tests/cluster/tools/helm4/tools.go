@@ -1,0 +1,6 @@
+//go:build tools
+
+// Package tools pins helm.sh/helm/v4/cmd/helm for the Ballast local test control plane.
+package tools
+
+import _ "helm.sh/helm/v4/cmd/helm"
