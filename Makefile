@@ -47,14 +47,22 @@ WARNFLAGS := -Wall -Wextra -Werror -Wformat=2 -Wshadow -Wmissing-prototypes \
 	-Wimplicit-fallthrough -Wvla
 HARDEN := -fstack-protector-strong -fstack-clash-protection -fcf-protection -fPIE
 CFLAGS ?=
-CPPFLAGS += -Ilib -DBALLAST_VERSION='"$(VERSION)"'
+CPPFLAGS += -D_GNU_SOURCE -Ilib -DBALLAST_VERSION='"$(VERSION)"'
 ALL_CFLAGS = -std=gnu17 -g $(OPTFLAGS) $(WARNFLAGS) $(HARDEN) $(PKG_CFLAGS) $(CFLAGS) -MMD -MP
 LDFLAGS ?=
 ALL_LDFLAGS = -pie -Wl,-z,relro,-z,now -Wl,--as-needed $(SAN_LDFLAGS) $(LDFLAGS)
 
+# V=1 shows the full commands.
+ifeq ($(V),1)
+Q :=
+else
+Q := @
+endif
+
 $(BUILD)/%.o: %.c $(BUILD)/config.mk
 	@mkdir -p $(@D)
-	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -c -o $@ $<
+	@$(if $(Q),echo "  CC      $@")
+	$(Q)$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -c -o $@ $<
 
 include lib/module.mk
 include operator/module.mk

@@ -6,4 +6,5 @@ LIBBALLAST := $(BUILD)/libballast.a
 
 $(LIBBALLAST): $(LIB_OBJS)
 	@mkdir -p $(@D)
-	rm -f $@ && ar rcs $@ $^
+	@$(if $(Q),echo "  AR      $@")
+	$(Q)rm -f $@ && ar rcs $@ $^

@@ -5,9 +5,11 @@ AGENT_LIB := $(BUILD)/libagent.a
 
 $(AGENT_LIB): $(filter-out $(BUILD)/nodeagent/main.o,$(AGENT_OBJS))
 	@mkdir -p $(@D)
-	rm -f $@ && ar rcs $@ $^
+	@$(if $(Q),echo "  AR      $@")
+	$(Q)rm -f $@ && ar rcs $@ $^
 
 $(BUILD)/ballast-agent: $(BUILD)/nodeagent/main.o $(AGENT_LIB) $(LIBBALLAST)
-	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS)
 
 BINARIES += $(BUILD)/ballast-agent

@@ -6,9 +6,11 @@ OPERATOR_LIB := $(BUILD)/liboperator.a
 
 $(OPERATOR_LIB): $(filter-out $(BUILD)/operator/main.o,$(OPERATOR_OBJS))
 	@mkdir -p $(@D)
-	rm -f $@ && ar rcs $@ $^
+	@$(if $(Q),echo "  AR      $@")
+	$(Q)rm -f $@ && ar rcs $@ $^
 
 $(BUILD)/ballast-operator: $(BUILD)/operator/main.o $(OPERATOR_LIB) $(LIBBALLAST)
-	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS)
 
 BINARIES += $(BUILD)/ballast-operator

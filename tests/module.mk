@@ -9,7 +9,8 @@ INTEGRATION_TESTS := $(patsubst tests/integration/%.c,$(BUILD)/tests/integration
 TEST_LIBS = $(OPERATOR_LIB) $(AGENT_LIB) $(LIBBALLAST)
 
 $(UNIT_TESTS) $(INTEGRATION_TESTS): $(BUILD)/tests/%: $(BUILD)/tests/%.o $(SUPPORT_OBJS) $(OPERATOR_LIB) $(AGENT_LIB) $(LIBBALLAST)
-	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $< $(SUPPORT_OBJS) $(TEST_LIBS) $(PKG_LIBS) $(CMOCKA_LIBS)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $< $(SUPPORT_OBJS) $(TEST_LIBS) $(PKG_LIBS) $(CMOCKA_LIBS)
 
 tests-build: $(UNIT_TESTS) $(INTEGRATION_TESTS) $(BINARIES)
 
@@ -26,3 +27,36 @@ test:
 	@bash tests/test.sh
 
 .PHONY: tests-build check-integration
+
+# Tests see the daemons' internal headers too.
+$(BUILD)/tests/%.o: CPPFLAGS += -Ioperator -Inodeagent -Itests/support
+
+# Fuzz harnesses (tests/fuzz/fuzz-<parser>.c defining LLVMFuzzerTestOneInput)
+# are linked with a replay main and run over their seed corpus
+# (tests/fuzz/corpus/<parser>/) by `make check`, under whatever sanitizers the
+# build has. `make fuzz FUZZER=fuzz-yamlx` runs one under libFuzzer (clang).
+FUZZERS := $(patsubst tests/fuzz/%.c,$(BUILD)/tests/fuzz/%,$(wildcard tests/fuzz/fuzz-*.c))
+
+$(FUZZERS): $(BUILD)/tests/fuzz/%: $(BUILD)/tests/fuzz/%.o $(BUILD)/tests/fuzz/replay.o $(OPERATOR_LIB) $(AGENT_LIB) $(LIBBALLAST)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS)
+
+check-fuzz: $(FUZZERS)
+	@set -e; for f in $(FUZZERS); do \
+		n=$${f##*/fuzz-}; \
+		echo "== fuzz replay: $${f##*/} over tests/fuzz/corpus/$$n"; \
+		$$f tests/fuzz/corpus/$$n; \
+	done
+
+check: check-fuzz
+tests-build: $(FUZZERS)
+
+FUZZ_TIME ?= 60
+fuzz:
+	@test -n "$(FUZZER)" || { echo "usage: make fuzz FUZZER=fuzz-NAME [FUZZ_TIME=60]"; exit 2; }
+	@command -v clang >/dev/null || { echo "make fuzz needs clang: apt-get install clang"; exit 1; }
+	$(MAKE) CC=clang SANITIZER=fuzzer-no-link,address,undefined BUILD=build/fuzz build/fuzz/libballast.a build/fuzz/liboperator.a build/fuzz/libagent.a build/fuzz/tests/fuzz/$(FUZZER).o
+	clang -fsanitize=fuzzer,address,undefined -o build/fuzz/$(FUZZER) build/fuzz/tests/fuzz/$(FUZZER).o build/fuzz/liboperator.a build/fuzz/libagent.a build/fuzz/libballast.a $(PKG_LIBS)
+	mkdir -p build/fuzz/corpus-$(FUZZER) && build/fuzz/$(FUZZER) -max_total_time=$(FUZZ_TIME) build/fuzz/corpus-$(FUZZER) tests/fuzz/corpus/$(FUZZER:fuzz-%=%)
+
+.PHONY: check-fuzz fuzz
