@@ -1,0 +1,224 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The operator's work queue: dedup, no concurrent reconciles of a key,
+ * per-key failure backoff, the worker limit, pausing and the token bucket. */
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "loop.h"
+#include "workqueue.h"
+
+#define MAX_CALLS 64
+
+typedef struct recorder {
+        sd_event *event;
+        bool complete;  /* call workqueue_done() right away */
+        int result;     /* ... with this result */
+        unsigned calls; /* reconciles started */
+        char keys[MAX_CALLS][32];
+        uint64_t at[MAX_CALLS];
+        bool done; /* stop flag for loop_run_until() */
+        unsigned stop_after;
+} recorder;
+
+static void reconcile(workqueue *q, const char *key, void *userdata) {
+        recorder *rec = userdata;
+
+        if (rec->calls < MAX_CALLS) {
+                snprintf(rec->keys[rec->calls], sizeof(rec->keys[0]), "%s", key);
+                rec->at[rec->calls] = loop_now(rec->event);
+        }
+        rec->calls++;
+        if (rec->stop_after && rec->calls >= rec->stop_after)
+                rec->done = true;
+        if (rec->complete)
+                workqueue_done(q, key, rec->result);
+}
+
+static void run_for(recorder *rec, uint64_t usec) {
+        bool never = false;
+
+        assert_int_equal(loop_run_until(rec->event, &never, usec), -ETIMEDOUT);
+}
+
+static workqueue *make_queue(recorder *rec, const workqueue_opts *o) {
+        workqueue *q = NULL;
+
+        assert_int_equal(sd_event_new(&rec->event), 0);
+        assert_int_equal(workqueue_new(rec->event, o, reconcile, rec, &q), 0);
+        return q;
+}
+
+static void finish(recorder *rec, workqueue *q) {
+        workqueue_free(q);
+        sd_event_unref(rec->event);
+}
+
+static void test_adds_are_deduplicated(void **state) {
+        recorder rec = {.complete = true};
+        workqueue *q = make_queue(&rec, NULL);
+
+        for (int i = 0; i < 5; i++)
+                assert_int_equal(workqueue_add(q, "ns/a"), 0);
+        assert_int_equal(workqueue_add(q, "ns/b"), 0);
+        assert_int_equal(workqueue_len(q), 2);
+        run_for(&rec, 50 * USEC_PER_MSEC);
+        assert_int_equal(rec.calls, 2);
+        assert_string_equal(rec.keys[0], "ns/a"); /* FIFO order */
+        assert_string_equal(rec.keys[1], "ns/b");
+        assert_int_equal(workqueue_len(q), 0);
+        finish(&rec, q);
+}
+
+static void test_a_key_is_never_reconciled_concurrently(void **state) {
+        recorder rec = {.complete = false};
+        workqueue *q = make_queue(&rec, NULL);
+
+        workqueue_add(q, "ns/a");
+        run_for(&rec, 20 * USEC_PER_MSEC);
+        assert_int_equal(rec.calls, 1);
+        assert_int_equal(workqueue_inflight(q), 1);
+
+        /* Added twice while in flight: not started again... */
+        workqueue_add(q, "ns/a");
+        workqueue_add(q, "ns/a");
+        run_for(&rec, 20 * USEC_PER_MSEC);
+        assert_int_equal(rec.calls, 1);
+
+        /* ...but exactly once more after it finishes. */
+        workqueue_done(q, "ns/a", 0);
+        run_for(&rec, 20 * USEC_PER_MSEC);
+        assert_int_equal(rec.calls, 2);
+        workqueue_done(q, "ns/a", 0);
+        run_for(&rec, 20 * USEC_PER_MSEC);
+        assert_int_equal(rec.calls, 2);
+        assert_int_equal(workqueue_inflight(q), 0);
+        finish(&rec, q);
+}
+
+static void test_failures_back_off_exponentially_and_success_forgets(void **state) {
+        workqueue_opts o = {.base_delay_usec = 20 * USEC_PER_MSEC, .max_delay_usec = USEC_PER_SEC};
+        recorder rec = {.complete = true, .result = -EIO, .stop_after = 4};
+        workqueue *q = make_queue(&rec, &o);
+
+        workqueue_add(q, "ns/a");
+        assert_int_equal(loop_run_until(rec.event, &rec.done, 5 * USEC_PER_SEC), 0);
+        assert_int_equal(rec.calls, 4);
+        /* Delays of 20, 40, 80 ms between attempts (timers have 1 ms accuracy). */
+        assert_true(rec.at[1] - rec.at[0] >= 19 * USEC_PER_MSEC);
+        assert_true(rec.at[2] - rec.at[1] >= 39 * USEC_PER_MSEC);
+        assert_true(rec.at[3] - rec.at[2] >= 79 * USEC_PER_MSEC);
+        assert_int_equal(workqueue_failures(q, "ns/a"), 4);
+
+        /* A success resets the history: the next failure waits the base delay. */
+        rec.result = 0;
+        run_for(&rec, 300 * USEC_PER_MSEC);
+        assert_int_equal(rec.calls, 5);
+        assert_int_equal(workqueue_failures(q, "ns/a"), 0);
+        finish(&rec, q);
+}
+
+static void test_backoff_is_capped(void **state) {
+        workqueue_opts o = {.base_delay_usec = USEC_PER_MSEC, .max_delay_usec = 4 * USEC_PER_MSEC};
+        recorder rec = {.complete = true, .result = -EAGAIN, .stop_after = 12};
+        workqueue *q = make_queue(&rec, &o);
+
+        workqueue_add(q, "ns/a");
+        assert_int_equal(loop_run_until(rec.event, &rec.done, 2 * USEC_PER_SEC), 0);
+        /* Uncapped, attempt 12 would wait 2 s; capped, all twelve fit in well under 1 s. */
+        assert_true(rec.at[11] - rec.at[0] < 500 * USEC_PER_MSEC);
+        finish(&rec, q);
+}
+
+static void test_worker_limit(void **state) {
+        workqueue_opts o = {.workers = 2};
+        recorder rec = {.complete = false};
+        workqueue *q = make_queue(&rec, &o);
+        char key[16];
+
+        for (int i = 0; i < 5; i++) {
+                snprintf(key, sizeof(key), "ns/k%d", i);
+                workqueue_add(q, key);
+        }
+        run_for(&rec, 20 * USEC_PER_MSEC);
+        assert_int_equal(rec.calls, 2);
+        assert_int_equal(workqueue_inflight(q), 2);
+        assert_int_equal(workqueue_len(q), 3);
+        workqueue_done(q, "ns/k0", 0);
+        run_for(&rec, 20 * USEC_PER_MSEC);
+        assert_int_equal(rec.calls, 3);
+        assert_string_equal(rec.keys[2], "ns/k2");
+        finish(&rec, q);
+}
+
+static void test_paused_queue_hands_out_nothing(void **state) {
+        recorder rec = {.complete = true};
+        workqueue *q = make_queue(&rec, NULL);
+
+        workqueue_set_paused(q, true);
+        workqueue_add(q, "ns/a");
+        run_for(&rec, 30 * USEC_PER_MSEC);
+        assert_int_equal(rec.calls, 0);
+        assert_int_equal(workqueue_len(q), 1);
+        workqueue_set_paused(q, false);
+        run_for(&rec, 30 * USEC_PER_MSEC);
+        assert_int_equal(rec.calls, 1);
+        finish(&rec, q);
+}
+
+static void test_token_bucket_paces_dispatch(void **state) {
+        workqueue_opts o = {.qps = 50, .burst = 1};
+        recorder rec = {.complete = true, .stop_after = 5};
+        workqueue *q = make_queue(&rec, &o);
+        char key[16];
+
+        for (int i = 0; i < 5; i++) {
+                snprintf(key, sizeof(key), "ns/k%d", i);
+                workqueue_add(q, key);
+        }
+        assert_int_equal(loop_run_until(rec.event, &rec.done, 2 * USEC_PER_SEC), 0);
+        /* One token every 20 ms after the first: at least 80 ms for five. */
+        assert_true(rec.at[4] - rec.at[0] >= 79 * USEC_PER_MSEC);
+        finish(&rec, q);
+}
+
+static void test_add_after_and_forget(void **state) {
+        recorder rec = {.complete = true};
+        workqueue *q = make_queue(&rec, NULL);
+        uint64_t t0;
+
+        t0 = loop_now(rec.event);
+        workqueue_add_after(q, "ns/a", 500 * USEC_PER_MSEC);
+        workqueue_add_after(q, "ns/a", 30 * USEC_PER_MSEC); /* the earlier one wins */
+        workqueue_add_after(q, "ns/b", 30 * USEC_PER_MSEC);
+        workqueue_forget(q, "ns/b");
+        run_for(&rec, 200 * USEC_PER_MSEC);
+        assert_int_equal(rec.calls, 1);
+        assert_string_equal(rec.keys[0], "ns/a");
+        assert_true(rec.at[0] - t0 >= 29 * USEC_PER_MSEC);
+        assert_true(rec.at[0] - t0 < 400 * USEC_PER_MSEC);
+        /* An immediate add overrides a pending delay. */
+        workqueue_add_after(q, "ns/c", 10 * USEC_PER_SEC);
+        workqueue_add(q, "ns/c");
+        run_for(&rec, 30 * USEC_PER_MSEC);
+        assert_int_equal(rec.calls, 2);
+        assert_int_equal(workqueue_len(q), 0);
+        finish(&rec, q);
+}
+
+int main(void) {
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_adds_are_deduplicated),
+                cmocka_unit_test(test_a_key_is_never_reconciled_concurrently),
+                cmocka_unit_test(test_failures_back_off_exponentially_and_success_forgets),
+                cmocka_unit_test(test_backoff_is_capped),
+                cmocka_unit_test(test_worker_limit),
+                cmocka_unit_test(test_paused_queue_hands_out_nothing),
+                cmocka_unit_test(test_token_bucket_paces_dispatch),
+                cmocka_unit_test(test_add_after_and_forget),
+        };
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}
