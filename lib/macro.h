@@ -75,6 +75,7 @@ static inline void fclosep(FILE **f) {
 #define strneq(a, b, n) (strncmp((a), (b), (n)) == 0)
 #define isempty(s)      (!(s) || !*(s))
 #define strna(s)        ((s) ? (s) : "n/a")
+#define strempty(s)     ((s) ? (s) : "")
 
 static inline bool startswith(const char *s, const char *prefix) {
         return strncmp(s, prefix, strlen(prefix)) == 0;
