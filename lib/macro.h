@@ -84,3 +84,9 @@ static inline bool startswith(const char *s, const char *prefix) {
 #define USEC_PER_SEC  UINT64_C(1000000)
 #define USEC_PER_MSEC UINT64_C(1000)
 #define NSEC_PER_USEC UINT64_C(1000)
+
+/* Frees @p and returns NULL: `x = mfree(x);`. */
+static inline void *mfree(void *p) {
+        free(p);
+        return NULL;
+}

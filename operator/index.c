@@ -1,0 +1,233 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+
+#include "index.h"
+#include "jsonx.h"
+#include "loop.h"
+
+typedef struct waiter {
+        index_synced_fn fn;
+        void *userdata;
+        struct waiter *next;
+} waiter;
+
+struct bundle_index {
+        sd_event *event;
+        index_sink_fn sink;
+        void *sink_userdata;
+        uint64_t coalesce_usec;
+        json_object *bundles; /* "NS/NAME" -> entry */
+        bool hold;
+
+        waiter *pending;  /* waiting for the next write */
+        waiter *inflight; /* waiting for the write in flight */
+        bool writing;
+        char *writing_data; /* the bytes in flight */
+        char *last_written; /* the bytes of the last successful write */
+        sd_event_source *timer;
+        sd_event_source *defer; /* completes no-op syncs outside index_sync() */
+        uint64_t writes;
+};
+
+static void waiters_complete(waiter *w, int r, const err_info *err) {
+        while (w) {
+                waiter *next = w->next;
+
+                w->fn(r, err, w->userdata);
+                free(w);
+                w = next;
+        }
+}
+
+static int on_timer(sd_event_source *s, uint64_t usec, void *userdata);
+
+static void schedule_write(bundle_index *ix) {
+        if (ix->writing || ix->hold || !ix->pending)
+                return;
+        (void) loop_timer_arm(ix->event, &ix->timer, ix->coalesce_usec, on_timer, ix);
+}
+
+static void on_written(bundle_index *ix, int r, const err_info *err) {
+        waiter *done = TAKE_PTR(ix->inflight);
+
+        ix->writing = false;
+        if (r >= 0) {
+                free(ix->last_written);
+                ix->last_written = TAKE_PTR(ix->writing_data);
+        } else
+                ix->writing_data = mfree(ix->writing_data);
+        schedule_write(ix);
+        waiters_complete(done, r, err);
+}
+
+static int on_timer(sd_event_source *s, uint64_t usec, void *userdata) {
+        bundle_index *ix = userdata;
+        _cleanup_free_ char *data = NULL;
+        size_t len = 0;
+        err_info e;
+        int r;
+
+        if (ix->writing || ix->hold || !ix->pending)
+                return 0;
+        r = index_serialize(ix, &data, &len);
+        if (r < 0) {
+                err_info_set(&e, r, "cannot serialize the index");
+                waiters_complete(TAKE_PTR(ix->pending), r, &e);
+                return 0;
+        }
+        if (ix->last_written && streq(ix->last_written, data)) {
+                /* Nothing changed since the last successful write. */
+                waiters_complete(TAKE_PTR(ix->pending), 0, NULL);
+                return 0;
+        }
+        ix->inflight = TAKE_PTR(ix->pending);
+        ix->writing = true;
+        ix->writing_data = TAKE_PTR(data);
+        ix->writes++;
+        r = ix->sink(ix, ix->writing_data, len, on_written, ix->sink_userdata);
+        if (r < 0) {
+                err_info_set(&e, r, "cannot start the index write");
+                on_written(ix, r, &e);
+        }
+        return 0;
+}
+
+int index_new(sd_event *e, index_sink_fn sink, void *sink_userdata, uint64_t coalesce_usec,
+              bundle_index **ret) {
+        bundle_index *ix;
+
+        if (!e || !sink || !ret)
+                return -EINVAL;
+        ix = calloc(1, sizeof(*ix));
+        if (!ix)
+                return -ENOMEM;
+        ix->bundles = json_object_new_object();
+        if (!ix->bundles) {
+                free(ix);
+                return -ENOMEM;
+        }
+        ix->event = sd_event_ref(e);
+        ix->sink = sink;
+        ix->sink_userdata = sink_userdata;
+        ix->coalesce_usec = coalesce_usec;
+        *ret = ix;
+        return 0;
+}
+
+bundle_index *index_free(bundle_index *ix) {
+        err_info e;
+
+        if (!ix)
+                return NULL;
+        err_info_set(&e, -ECANCELED, "shutting down");
+        waiters_complete(TAKE_PTR(ix->inflight), -ECANCELED, &e);
+        waiters_complete(TAKE_PTR(ix->pending), -ECANCELED, &e);
+        sd_event_source_disable_unref(ix->timer);
+        sd_event_source_disable_unref(ix->defer);
+        json_object_put(ix->bundles);
+        free(ix->writing_data);
+        free(ix->last_written);
+        sd_event_unref(ix->event);
+        free(ix);
+        return NULL;
+}
+
+int index_load(bundle_index *ix, const char *data, size_t len, err_info *ret_err) {
+        _cleanup_json_ json_object *doc = NULL;
+        json_object *bundles;
+        int r;
+
+        r = jsonx_parse(data, len, &doc, ret_err);
+        if (r < 0)
+                return r;
+        if (!json_object_is_type(doc, json_type_object) ||
+            !streq(strempty(jsonx_get_string(doc, "kind")), "BundleIndex") ||
+            !json_object_object_get_ex(doc, "bundles", &bundles) ||
+            !json_object_is_type(bundles, json_type_object))
+                return err_info_set(ret_err, -EBADMSG,
+                                    "not a BundleIndex document (kind and a bundles map needed)");
+        json_object_object_foreach(bundles, key, entry) {
+                if (!json_object_is_type(entry, json_type_object) ||
+                    jsonx_get_int(entry, "revision", 0) < 1)
+                        return err_info_set(ret_err, -EBADMSG,
+                                            "index entry '%s' has no positive revision", key);
+        }
+        json_object_put(ix->bundles);
+        ix->bundles = json_object_get(bundles);
+        free(ix->last_written);
+        ix->last_written = strndup(data, len);
+        return 0;
+}
+
+int index_set(bundle_index *ix, const char *key, json_object *entry) {
+        return json_object_object_add(ix->bundles, key, entry) < 0 ? -ENOMEM : 0;
+}
+
+void index_remove(bundle_index *ix, const char *key) {
+        json_object_object_del(ix->bundles, key);
+}
+
+json_object *index_get(bundle_index *ix, const char *key) {
+        json_object *v;
+
+        return json_object_object_get_ex(ix->bundles, key, &v) ? v : NULL;
+}
+
+size_t index_count(bundle_index *ix) {
+        return (size_t) json_object_object_length(ix->bundles);
+}
+
+int index_foreach(bundle_index *ix, int (*fn)(const char *key, json_object *entry, void *userdata),
+                  void *userdata) {
+        json_object_object_foreach(ix->bundles, key, entry) {
+                int r = fn(key, entry, userdata);
+
+                if (r != 0)
+                        return r;
+        }
+        return 0;
+}
+
+static int on_defer(sd_event_source *s, void *userdata) {
+        schedule_write(userdata);
+        return 0;
+}
+
+int index_sync(bundle_index *ix, index_synced_fn done, void *userdata) {
+        waiter *w;
+
+        if (!done)
+                return -EINVAL;
+        w = calloc(1, sizeof(*w));
+        if (!w)
+                return -ENOMEM;
+        *w = (waiter){.fn = done, .userdata = userdata, .next = ix->pending};
+        ix->pending = w;
+        /* Even with a zero coalescing window the write starts from the loop. */
+        if (!ix->defer) {
+                int r = sd_event_add_defer(ix->event, &ix->defer, on_defer, ix);
+                if (r < 0)
+                        return r;
+        }
+        return sd_event_source_set_enabled(ix->defer, SD_EVENT_ONESHOT);
+}
+
+void index_set_hold(bundle_index *ix, bool hold) {
+        ix->hold = hold;
+        if (!hold)
+                schedule_write(ix);
+}
+
+int index_serialize(bundle_index *ix, char **ret, size_t *ret_len) {
+        _cleanup_json_ json_object *doc = json_object_new_object();
+
+        if (!doc)
+                return -ENOMEM;
+        json_object_object_add(doc, "apiVersion", json_object_new_string("ballast.dev/v1alpha1"));
+        json_object_object_add(doc, "kind", json_object_new_string("BundleIndex"));
+        json_object_object_add(doc, "bundles", json_object_get(ix->bundles));
+        return jsonx_to_canonical(doc, ret, ret_len);
+}
+
+uint64_t index_writes(const bundle_index *ix) {
+        return ix->writes;
+}

@@ -1,0 +1,78 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#pragma once
+
+/*
+ * A bundle index: the list of every published bundle with its revision,
+ * digest, object key, node selector and reload name, written as one
+ * canonical JSON document (docs/object-store-layout.md):
+ *
+ *   {"apiVersion":"ballast.dev/v1alpha1","kind":"BundleIndex",
+ *    "bundles":{"NS/NAME":{"configMap":...,"digest":"sha256:...","key":...,
+ *                          "name":...,"namespace":...,"nodeSelector":{...},
+ *                          "reload":...,"revision":N,"uid":...}}}
+ *
+ * The operator keeps one for the object store (index.json) and one for the
+ * index ConfigMap. Changes are coalesced: index_sync() asks for a write that
+ * contains everything set so far, and many reconciles share one write, so
+ * publishing 10,000 bundles costs a few dozen index writes, not 10,000. A
+ * write whose bytes equal the last one written is skipped.
+ */
+
+#include <json-c/json.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <systemd/sd-event.h>
+
+#include "err.h"
+#include "macro.h"
+
+typedef struct bundle_index bundle_index;
+
+/* Completion of a sink write: r = 0 or a negative errno, @err borrowed. */
+typedef void (*index_sink_done_fn)(bundle_index *ix, int r, const err_info *err);
+
+/* Writes @len bytes of @data (borrowed until @done is called) and calls @done
+ * exactly once, asynchronously. Returns < 0 if it could not start (then
+ * @done is not called). */
+typedef int (*index_sink_fn)(bundle_index *ix, const char *data, size_t len,
+                             index_sink_done_fn done, void *userdata);
+
+/* Called when a write that includes the state at the time of index_sync()
+ * finished (r = 0) or failed (r < 0, @err says why). */
+typedef void (*index_synced_fn)(int r, const err_info *err, void *userdata);
+
+int index_new(sd_event *e, index_sink_fn sink, void *sink_userdata, uint64_t coalesce_usec,
+              bundle_index **ret);
+/* Fails pending syncs with -ECANCELED. NULL is allowed. */
+bundle_index *index_free(bundle_index *ix);
+DEFINE_TRIVIAL_CLEANUP_FUNC(bundle_index *, index_free);
+
+/* Replaces the entries with those of a previously written index document
+ * (@data, untrusted). -EBADMSG with a message on a malformed document. */
+int index_load(bundle_index *ix, const char *data, size_t len, err_info *ret_err);
+
+/* Sets the entry for "NS/NAME" (takes ownership of @entry) or removes it. */
+int index_set(bundle_index *ix, const char *key, json_object *entry);
+void index_remove(bundle_index *ix, const char *key);
+
+/* Borrowed entry, or NULL. */
+json_object *index_get(bundle_index *ix, const char *key);
+size_t index_count(bundle_index *ix);
+
+/* Calls @fn for each key until it returns non-zero. */
+int index_foreach(bundle_index *ix, int (*fn)(const char *key, json_object *entry, void *userdata),
+                  void *userdata);
+
+/* Asks for a write including the current state; @done is called later (never
+ * from inside this call). While writes are held (index_set_hold()), syncs
+ * wait. */
+int index_sync(bundle_index *ix, index_synced_fn done, void *userdata);
+
+/* Holds writes back (true) until the index has been loaded from its target,
+ * so a restarted operator never overwrites entries it has not read yet. */
+void index_set_hold(bundle_index *ix, bool hold);
+
+/* Serializes the index canonically (for tests and the sinks). */
+int index_serialize(bundle_index *ix, char **ret, size_t *ret_len);
+
+uint64_t index_writes(const bundle_index *ix); /* sink writes started */

@@ -1,0 +1,223 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The bundle index: coalesced writes, skipped no-op writes, holds, failures. */
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "index.h"
+#include "jsonx.h"
+#include "loop.h"
+
+typedef struct sink_state {
+        unsigned writes;
+        char *last;
+        int fail_with; /* answer writes with this error */
+        bool async;    /* answer from a timer instead of at once */
+        index_sink_done_fn pending_done;
+        bundle_index *pending_ix;
+        sd_event_source *timer;
+} sink_state;
+
+static int on_answer(sd_event_source *s, uint64_t usec, void *userdata) {
+        sink_state *st = userdata;
+        err_info e;
+
+        err_info_set(&e, st->fail_with, "injected");
+        st->pending_done(st->pending_ix, st->fail_with, st->fail_with ? &e : NULL);
+        return 0;
+}
+
+static int sink(bundle_index *ix, const char *data, size_t len, index_sink_done_fn done,
+                void *userdata) {
+        sink_state *st = userdata;
+
+        st->writes++;
+        free(st->last);
+        st->last = strndup(data, len);
+        st->pending_done = done;
+        st->pending_ix = ix;
+        return loop_timer_arm(sd_event_source_get_event(st->timer), &st->timer,
+                              st->async ? 50 * USEC_PER_MSEC : 0, on_answer, st);
+}
+
+typedef struct counter {
+        unsigned ok, failed;
+        int last_r;
+} counter;
+
+static void synced(int r, const err_info *err, void *userdata) {
+        counter *c = userdata;
+
+        c->last_r = r;
+        if (r < 0)
+                c->failed++;
+        else
+                c->ok++;
+}
+
+static json_object *entry(int64_t revision) {
+        json_object *o = json_object_new_object();
+        json_object_object_add(o, "revision", json_object_new_int64(revision));
+        json_object_object_add(o, "digest", json_object_new_string("sha256:00"));
+        return o;
+}
+
+typedef struct fixture {
+        sd_event *event;
+        sink_state sink;
+        bundle_index *ix;
+} fixture;
+
+static int setup(void **state) {
+        fixture *f = calloc(1, sizeof(*f));
+
+        assert_int_equal(sd_event_new(&f->event), 0);
+        /* A disabled timer whose only job is to carry the event loop to the sink. */
+        assert_int_equal(sd_event_add_time_relative(f->event, &f->sink.timer, CLOCK_MONOTONIC,
+                                                    UINT64_MAX / 2, 0, on_answer, &f->sink),
+                         0);
+        sd_event_source_set_enabled(f->sink.timer, SD_EVENT_OFF);
+        assert_int_equal(index_new(f->event, sink, &f->sink, 20 * USEC_PER_MSEC, &f->ix), 0);
+        *state = f;
+        return 0;
+}
+
+static int teardown(void **state) {
+        fixture *f = *state;
+
+        index_free(f->ix);
+        sd_event_source_disable_unref(f->sink.timer);
+        free(f->sink.last);
+        sd_event_unref(f->event);
+        free(f);
+        return 0;
+}
+
+static void run(fixture *f, uint64_t usec) {
+        bool never = false;
+        loop_run_until(f->event, &never, usec);
+}
+
+static void test_many_syncs_share_one_write(void **state) {
+        fixture *f = *state;
+        counter c = {};
+        char key[32];
+
+        for (int i = 0; i < 100; i++) {
+                snprintf(key, sizeof(key), "ns/b%03d", i);
+                assert_int_equal(index_set(f->ix, key, entry(i + 1)), 0);
+                assert_int_equal(index_sync(f->ix, synced, &c), 0);
+        }
+        assert_int_equal(c.ok, 0); /* never from inside index_sync() */
+        run(f, 100 * USEC_PER_MSEC);
+        assert_int_equal(c.ok, 100);
+        assert_int_equal(f->sink.writes, 1);
+        assert_non_null(
+                strstr(f->sink.last, "\"ns/b099\":{\"digest\":\"sha256:00\",\"revision\":100}"));
+        assert_true(startswith(
+                f->sink.last, "{\"apiVersion\":\"ballast.dev/v1alpha1\",\"bundles\":{\"ns/b000\""));
+}
+
+static void test_unchanged_index_is_not_rewritten(void **state) {
+        fixture *f = *state;
+        counter c = {};
+
+        index_set(f->ix, "ns/a", entry(1));
+        index_sync(f->ix, synced, &c);
+        run(f, 60 * USEC_PER_MSEC);
+        index_set(f->ix, "ns/a", entry(1)); /* the same entry again */
+        index_sync(f->ix, synced, &c);
+        run(f, 60 * USEC_PER_MSEC);
+        assert_int_equal(c.ok, 2);
+        assert_int_equal(f->sink.writes, 1);
+        index_remove(f->ix, "ns/a");
+        index_sync(f->ix, synced, &c);
+        run(f, 60 * USEC_PER_MSEC);
+        assert_int_equal(f->sink.writes, 2);
+        assert_string_equal(f->sink.last, "{\"apiVersion\":\"ballast.dev/v1alpha1\",\"bundles\":{},"
+                                          "\"kind\":\"BundleIndex\"}");
+}
+
+static void test_changes_during_a_write_get_a_second_write(void **state) {
+        fixture *f = *state;
+        counter a = {}, b = {};
+
+        f->sink.async = true;
+        index_set(f->ix, "ns/a", entry(1));
+        index_sync(f->ix, synced, &a);
+        for (int i = 0; i < 500 && f->sink.writes == 0; i++)
+                run(f, 5 * USEC_PER_MSEC);
+        assert_int_equal(a.ok, 0); /* the first write is in flight now */
+        assert_int_equal(f->sink.writes, 1);
+        index_set(f->ix, "ns/b", entry(1));
+        index_sync(f->ix, synced, &b);
+        /* Both answers take 50 ms each; wait for them without a tight deadline. */
+        for (int i = 0; i < 500 && b.ok + b.failed == 0; i++)
+                run(f, 10 * USEC_PER_MSEC);
+        assert_int_equal(a.ok, 1);
+        assert_int_equal(b.ok, 1);
+        assert_int_equal(f->sink.writes, 2);
+        assert_non_null(strstr(f->sink.last, "ns/b"));
+}
+
+static void test_failures_reach_every_waiter_and_hold_defers(void **state) {
+        fixture *f = *state;
+        counter c = {};
+
+        index_set_hold(f->ix, true);
+        index_set(f->ix, "ns/a", entry(1));
+        index_sync(f->ix, synced, &c);
+        index_sync(f->ix, synced, &c);
+        run(f, 60 * USEC_PER_MSEC);
+        assert_int_equal(f->sink.writes, 0); /* held */
+        f->sink.fail_with = -EAGAIN;
+        index_set_hold(f->ix, false);
+        run(f, 60 * USEC_PER_MSEC);
+        assert_int_equal(c.failed, 2);
+        assert_int_equal(c.last_r, -EAGAIN);
+        /* A failed write is not remembered: the next sync writes again. */
+        f->sink.fail_with = 0;
+        index_sync(f->ix, synced, &c);
+        run(f, 60 * USEC_PER_MSEC);
+        assert_int_equal(c.ok, 1);
+        assert_int_equal(f->sink.writes, 2);
+}
+
+static void test_load_validates_and_is_not_rewritten(void **state) {
+        fixture *f = *state;
+        const char *good = "{\"apiVersion\":\"ballast.dev/v1alpha1\",\"bundles\":{\"ns/a\":"
+                           "{\"digest\":\"sha256:00\",\"revision\":4}},\"kind\":\"BundleIndex\"}";
+        counter c = {};
+        err_info e;
+
+        assert_int_equal(index_load(f->ix, "{", 1, &e), -EBADMSG);
+        assert_int_equal(index_load(f->ix, "[]", 2, &e), -EBADMSG);
+        const char *bad = "{\"kind\":\"BundleIndex\",\"bundles\":{\"x\":{}}}";
+        assert_int_equal(index_load(f->ix, bad, strlen(bad), &e), -EBADMSG);
+        assert_non_null(strstr(e.message, "'x' has no positive revision"));
+        assert_int_equal(index_load(f->ix, good, strlen(good), &e), 0);
+        assert_int_equal(index_count(f->ix), 1);
+        assert_int_equal(jsonx_get_int(index_get(f->ix, "ns/a"), "revision", 0), 4);
+        index_sync(f->ix, synced, &c);
+        run(f, 60 * USEC_PER_MSEC);
+        assert_int_equal(c.ok, 1);
+        assert_int_equal(f->sink.writes, 0); /* what was loaded is what is there */
+}
+
+int main(void) {
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test_setup_teardown(test_many_syncs_share_one_write, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_unchanged_index_is_not_rewritten, setup,
+                                                teardown),
+                cmocka_unit_test_setup_teardown(test_changes_during_a_write_get_a_second_write,
+                                                setup, teardown),
+                cmocka_unit_test_setup_teardown(test_failures_reach_every_waiter_and_hold_defers,
+                                                setup, teardown),
+                cmocka_unit_test_setup_teardown(test_load_validates_and_is_not_rewritten, setup,
+                                                teardown),
+        };
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}
