@@ -1,0 +1,77 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#pragma once
+
+/*
+ * What the operator publishes, as pure functions: names, object keys, the
+ * desired ConfigMaps and index entries. The controller does the I/O.
+ * Layout (docs/object-store-layout.md):
+ *
+ *   object store                           operator namespace
+ *   bundles/NS/NAME/HEX.json  (manifest)   ConfigMap cb-NS.NAME   (manifest + annotations)
+ *   index.json                (index)      ConfigMap ballast-index (index.json)
+ *   status/NODE.json          (agents)
+ */
+
+#include <json-c/json.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "render.h"
+
+#define PUBLISH_FIELD_MANAGER     "ballast-operator"
+#define PUBLISH_FINALIZER         "ballast.dev/cleanup"
+#define PUBLISH_INDEX_KEY         "index.json"
+#define PUBLISH_INDEX_CONFIGMAP   "ballast-index"
+#define PUBLISH_MANIFEST_DATA_KEY "manifest.json"
+/* A ConfigMap holds at most 1 MiB; leave room for metadata. */
+#define PUBLISH_CM_MANIFEST_MAX (900 * 1024)
+
+/* Labels the agents' watch selects on. */
+#define PUBLISH_LABEL_MANAGED_BY "app.kubernetes.io/managed-by"
+#define PUBLISH_LABEL_BUNDLE     "ballast.dev/bundle"
+#define PUBLISH_LABEL_INDEX      "ballast.dev/index"
+#define PUBLISH_SELECTOR_BUNDLES                                                                   \
+        "app.kubernetes.io/managed-by=ballast-operator,ballast.dev/bundle=true"
+#define PUBLISH_SELECTOR_ALL "app.kubernetes.io/managed-by=ballast-operator"
+
+#define PUBLISH_ANN_BUNDLE        "ballast.dev/bundle"
+#define PUBLISH_ANN_UID           "ballast.dev/uid"
+#define PUBLISH_ANN_REVISION      "ballast.dev/revision"
+#define PUBLISH_ANN_DIGEST        "ballast.dev/digest"
+#define PUBLISH_ANN_OBJECT_KEY    "ballast.dev/object-key"
+#define PUBLISH_ANN_NODE_SELECTOR "ballast.dev/node-selector"
+#define PUBLISH_ANN_RELOAD        "ballast.dev/reload"
+#define PUBLISH_ANN_MANIFEST      "ballast.dev/manifest" /* "inline" or "object-store" */
+
+/* The ConfigMap name of bundle NS/NAME: "cb-NS.NAME" when that fits in 253
+ * characters, else "cb-" and the first 40 hex digits of sha256("NS/NAME").
+ * Caller frees. */
+int publish_configmap_name(const char *ns, const char *name, char **ret);
+
+/* "[PREFIX/]bundles/NS/NAME/HEX.json" for @digest "sha256:HEX". @prefix may be
+ * NULL or "". Caller frees. */
+int publish_object_key(const char *ns, const char *name, const char *digest, char **ret);
+
+/* The index entry of a published revision. @node_selector (borrowed, may be
+ * NULL) is copied; @config_map and @reload may be NULL. */
+json_object *publish_index_entry(const render_identity *id, int64_t revision, const char *digest,
+                                 const char *object_key, const char *config_map,
+                                 json_object *node_selector, const char *reload);
+
+/* The desired bundle ConfigMap (apiVersion, kind, metadata, data) in
+ * namespace @cm_ns. The manifest goes inline when it fits
+ * PUBLISH_CM_MANIFEST_MAX, else only the annotations (a pointer to the object
+ * store) and *@ret_inline is false. */
+int publish_build_configmap(const char *cm_ns, const char *cm_name, const render_identity *id,
+                            int64_t revision, const render_result *rendered, const char *object_key,
+                            json_object *node_selector, const char *reload, json_object **ret,
+                            bool *ret_inline);
+
+/* The desired index ConfigMap holding @index_json (borrowed). */
+int publish_build_index_configmap(const char *cm_ns, const char *index_json, size_t len,
+                                  json_object **ret);
+
+/* True if @existing (a ConfigMap from the API server, may be NULL) already
+ * carries the labels, annotations and data of @desired, so no write is
+ * needed. Extra labels or annotations others added don't matter. */
+bool publish_configmap_is_current(json_object *existing, json_object *desired);
