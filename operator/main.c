@@ -3,94 +3,211 @@
  * ballast-operator: renders ConfigBundle resources into immutable,
  * content-addressed bundles and publishes them to ConfigMaps and an object
  * store. Its settings come only from flags, environment and a static file:
- * it never depends on anything it manages to start or recover.
+ * it never depends on anything it manages to start or recover, and after a
+ * restart it re-renders everything from the ConfigBundles.
  */
 
-#include <getopt.h>
 #include <signal.h>
 #include <systemd/sd-daemon.h>
 #include <systemd/sd-event.h>
 
+#include "controller.h"
+#include "healthd.h"
+#include "kube.h"
+#include "leader.h"
 #include "log.h"
 #include "loop.h"
-#include "macro.h"
+#include "objstore.h"
+#include "settings.h"
 
-static void help(void) {
-        printf("Usage: ballast-operator [OPTIONS]\n"
-               "\n"
-               "Watches ConfigBundle resources and publishes rendered bundles to\n"
-               "ConfigMaps and an object store.\n"
-               "\n"
-               "  -h --help              Show this help and exit\n"
-               "     --version           Show the version and exit\n"
-               "     --log-level=LEVEL   error, warning, info (default) or debug\n");
+typedef struct operator{
+        sd_event *event;
+        settings *settings;
+        kube_client *kube;
+        objstore *store;
+        controller *controller;
+        leader *leader;
+        healthd *health;
+        sd_event_source *tick;
+        bool stopping;
+}
+operator;
+
+static void on_started_leading(leader *l, void *userdata) {
+        operator* op = userdata;
+
+        controller_set_leading(op->controller, true);
 }
 
-static int parse_argv(int argc, char *argv[]) {
-        enum { ARG_VERSION = 0x100, ARG_LOG_LEVEL };
-        static const struct option options[] = {
-                {"help", no_argument, NULL, 'h'},
-                {"version", no_argument, NULL, ARG_VERSION},
-                {"log-level", required_argument, NULL, ARG_LOG_LEVEL},
-                {},
-        };
-        int c, r;
+static void on_stopped_leading(leader *l, void *userdata) {
+        operator* op = userdata;
 
-        while ((c = getopt_long(argc, argv, "h", options, NULL)) >= 0)
-                switch (c) {
-                case 'h':
-                        help();
-                        return 0;
-                case ARG_VERSION:
-                        printf("ballast-operator %s\n", BALLAST_VERSION);
-                        return 0;
-                case ARG_LOG_LEVEL:
-                        r = log_level_from_string(optarg);
-                        if (r < 0) {
-                                fprintf(stderr, "ballast-operator: invalid --log-level '%s'\n",
-                                        optarg);
-                                return -EINVAL;
-                        }
-                        log_setup("ballast-operator", r, LOG_TARGET_AUTO);
-                        break;
-                default:
-                        return -EINVAL;
-                }
-        if (optind < argc) {
-                fprintf(stderr, "ballast-operator: unexpected argument '%s'\n", argv[optind]);
-                return -EINVAL;
+        /* Stop acting at once; the caches stay warm for when we lead again. */
+        controller_set_leading(op->controller, false);
+}
+
+static void on_released(leader *l, void *userdata) {
+        operator* op = userdata;
+
+        sd_event_exit(op->event, 0);
+}
+
+static int on_signal(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {
+        operator* op = userdata;
+
+        if (op->stopping) {
+                log_warning("Second signal, exiting at once");
+                return sd_event_exit(op->event, 0);
         }
-        return 1;
+        op->stopping = true;
+        log_info("Received %s, shutting down", strsignal((int) si->ssi_signo));
+        (void) sd_notify(false, "STOPPING=1");
+        controller_set_leading(op->controller, false);
+        if (op->leader)
+                return leader_release(op->leader, on_released, op) < 0 ? sd_event_exit(op->event, 0)
+                                                                       : 0;
+        return sd_event_exit(op->event, 0);
+}
+
+/* The loop's heartbeat for /healthz and the systemd watchdog; readiness
+ * follows the caches. */
+static int on_tick(sd_event_source *s, uint64_t usec, void *userdata) {
+        operator* op = userdata;
+
+        healthd_heartbeat(op->health);
+        healthd_set_ready(op->health, controller_is_synced(op->controller));
+        (void) loop_timer_arm(op->event, &op->tick, 2 * USEC_PER_SEC, on_tick, op);
+        return 0;
+}
+
+static int run(operator* op) {
+        _cleanup_(kube_config_freep) kube_config *kc = NULL;
+        settings *s = op->settings;
+        kube_client_opts ko = {.qps = s->kube_qps, .burst = s->kube_burst};
+        controller_opts co = {
+                .namespace = s->namespace,
+                .watch_namespace = s->watch_namespace,
+                .workers = s->workers,
+                .resync_usec = s->resync_usec,
+                .fleet_interval_usec = s->fleet_interval_usec,
+                .manifest_retention_usec = s->manifest_retention_usec,
+        };
+        err_info e;
+        int r;
+
+        err_info_clear(&e);
+        if (s->kubeconfig)
+                r = kube_config_load_kubeconfig(s->kubeconfig, s->kube_context, &kc, &e);
+        else
+                r = kube_config_load_incluster(NULL, &kc, &e);
+        if (r < 0)
+                return log_error_errno(r, "Failed to load Kubernetes credentials: %s", e.message);
+        r = kube_client_new(op->event, kc, &ko, &op->kube);
+        if (r < 0)
+                return log_error_errno(r, "Failed to create the Kubernetes client: %m");
+
+        if (!isempty(s->object_store)) {
+                r = objstore_open(op->event, s->object_store, NULL, &op->store, &e);
+                if (r < 0)
+                        return log_error_errno(r, "Invalid object store '%s': %s", s->object_store,
+                                               e.message);
+                log_info("Publishing to ConfigMaps in %s and the %s object store", s->namespace,
+                         objstore_backend_name(op->store));
+        } else
+                log_warning("No --object-store: publishing to ConfigMaps only; agents can't "
+                            "survive an API server outage on a fresh start");
+
+        if (!isempty(s->health_addr)) {
+                r = healthd_start(s->health_addr, 30 * USEC_PER_SEC, &op->health);
+                if (r < 0)
+                        return log_error_errno(r, "Failed to listen on %s: %m", s->health_addr);
+        }
+
+        r = controller_new(op->event, op->kube, op->store, &co, &op->controller);
+        if (r < 0)
+                return log_error_errno(r, "Failed to create the controller: %m");
+        r = controller_start(op->controller);
+        if (r < 0)
+                return log_error_errno(r, "Failed to start watching: %m");
+
+        if (s->leader_elect) {
+                leader_opts lo = {
+                        .namespace = s->namespace,
+                        .name = s->lease_name,
+                        .identity = s->identity,
+                        .lease_duration_usec = s->lease_duration_usec,
+                        .renew_deadline_usec = s->renew_deadline_usec,
+                        .retry_period_usec = s->retry_period_usec,
+                        .on_started = on_started_leading,
+                        .on_stopped = on_stopped_leading,
+                        .userdata = op,
+                };
+
+                r = leader_new(op->event, op->kube, &lo, &op->leader);
+                if (r < 0)
+                        return log_error_errno(r, "Invalid leader election settings: %m");
+                r = leader_start(op->leader);
+                if (r < 0)
+                        return log_error_errno(r, "Failed to start leader election: %m");
+                log_info("Candidate for lease %s/%s as %s", s->namespace, s->lease_name,
+                         s->identity);
+        } else
+                controller_set_leading(op->controller, true);
+
+        (void) loop_timer_arm(op->event, &op->tick, 0, on_tick, op);
+        (void) sd_notify(false, "READY=1");
+        r = sd_event_loop(op->event);
+        if (r < 0)
+                return log_error_errno(r, "Event loop failed: %m");
+        return 0;
 }
 
 int main(int argc, char *argv[]) {
-        _cleanup_(sd_event_unrefp) sd_event *e = NULL;
+        operator op = {};
+        err_info e;
         sigset_t mask;
         int r;
 
         log_setup("ballast-operator", LOG_INFO, LOG_TARGET_AUTO);
-        r = parse_argv(argc, argv);
-        if (r <= 0)
-                return r < 0 ? 2 : 0;
+        err_info_clear(&e);
+        r = settings_load(argc, argv, &op.settings, &e);
+        if (r < 0) {
+                fprintf(stderr, "ballast-operator: %s\nTry 'ballast-operator --help'.\n",
+                        e.message[0] ? e.message : strerror(-r));
+                return 2;
+        }
+        if (r == 0)
+                return 0;
+        log_setup("ballast-operator", op.settings->log_level, LOG_TARGET_AUTO);
 
-        r = sd_event_default(&e);
-        if (r < 0)
-                return log_error_errno(r, "Failed to create event loop: %m"), 1;
-
+        r = sd_event_default(&op.event);
+        if (r < 0) {
+                log_error_errno(r, "Failed to create the event loop: %m");
+                goto out;
+        }
         sigemptyset(&mask);
         sigaddset(&mask, SIGTERM);
         sigaddset(&mask, SIGINT);
         sigprocmask(SIG_BLOCK, &mask, NULL);
-        (void) sd_event_add_signal(e, NULL, SIGTERM, NULL, NULL);
-        (void) sd_event_add_signal(e, NULL, SIGINT, NULL, NULL);
-        (void) sd_event_set_watchdog(e, true);
+        (void) sd_event_add_signal(op.event, NULL, SIGTERM, on_signal, &op);
+        (void) sd_event_add_signal(op.event, NULL, SIGINT, on_signal, &op);
+        (void) sd_event_set_watchdog(op.event, true);
+        signal(SIGPIPE, SIG_IGN);
 
         log_info("ballast-operator %s starting", BALLAST_VERSION);
-        (void) sd_notify(false, "READY=1");
-        r = sd_event_loop(e);
-        (void) sd_notify(false, "STOPPING=1");
+        r = run(&op);
+
+out:
+        leader_free(op.leader);
+        controller_free(op.controller);
+        healthd_free(op.health);
+        objstore_free(op.store);
+        kube_client_free(op.kube);
+        sd_event_source_disable_unref(op.tick);
+        sd_event_unref(op.event);
+        settings_free(op.settings);
         if (r < 0)
-                return log_error_errno(r, "Event loop failed: %m"), 1;
+                return 1;
         log_info("ballast-operator stopped");
         return 0;
 }
