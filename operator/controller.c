@@ -5,6 +5,7 @@
 
 #include "backoff.h"
 #include "controller.h"
+#include "fleet.h"
 #include "index.h"
 #include "jsonx.h"
 #include "log.h"
@@ -44,6 +45,7 @@ struct controller {
         kube_request *cm_index_req;
         index_sink_done_fn cm_index_done;
 
+        fleet *fleet; /* agent reports and manifest GC; NULL without an object store */
         sd_event_source *resync_timer;
         job *jobs; /* in flight */
         bool shutting_down;
@@ -378,6 +380,11 @@ static void job_status(job *j) {
                             j->out.store == TARGET_FAILED ? j->store_err : "ok",
                             j->out.cm == TARGET_FAILED ? j->cm_err : "ok");
 
+        if (c->fleet && fleet_has_data(c->fleet) && j->out.revision > 0) {
+                j->out.has_counts = true;
+                fleet_counts(c->fleet, j->key, j->out.digest, &j->out.matched, &j->out.applied,
+                             &j->out.failed);
+        }
         status_format_now(now);
         r = status_build(old, &j->out, now, &status);
         if (r < 0) {
@@ -966,8 +973,11 @@ static void on_store_index_loaded(objstore_op *op, int r, objstore_object *obj, 
         log_info("Read the object store's %s (%zu bundles)", PUBLISH_INDEX_KEY,
                  index_count(c->store_index));
         /* Bundles that failed for want of the index can go now. */
-        if (c->leading)
+        if (c->leading) {
                 enqueue_all(c);
+                if (c->fleet)
+                        fleet_set_active(c->fleet, true);
+        }
 }
 
 static int on_index_load_timer(sd_event_source *s, uint64_t usec, void *userdata) {
@@ -994,6 +1004,13 @@ static int on_resync(sd_event_source *s, uint64_t usec, void *userdata) {
                                       random_u64_below(c->opts.resync_usec / 5),
                               on_resync, c);
         return 0;
+}
+
+/* Node counts of @key moved: write them into its status. */
+static void on_fleet_changed(fleet *f, const char *key, void *userdata) {
+        controller *c = userdata;
+
+        (void) workqueue_add(c->queue, key);
 }
 
 /* ---- life cycle -------------------------------------------------------------- */
@@ -1032,6 +1049,17 @@ int controller_new(sd_event *e, kube_client *kube, objstore *store, const contro
                 if (r < 0)
                         return r;
                 index_set_hold(c->store_index, true);
+
+                fleet_opts fo = {
+                        .interval_usec = o->fleet_interval_usec,
+                        .retention_usec = o->manifest_retention_usec,
+                        .gc = true,
+                        .changed = on_fleet_changed,
+                        .userdata = c,
+                };
+                r = fleet_new(e, store, c->store_index, &fo, &c->fleet);
+                if (r < 0)
+                        return r;
         }
         r = index_new(e, cm_index_sink, c, c->opts.index_coalesce_usec, &c->cm_index);
         if (r < 0)
@@ -1049,6 +1077,7 @@ controller *controller_free(controller *c) {
         kube_watch_free(c->cm_watch);
         objstore_op_cancel(c->index_load_op);
         kube_request_cancel(c->cm_index_req);
+        fleet_free(c->fleet);
         /* Fails index waiters, which ends their jobs... */
         index_free(c->store_index);
         index_free(c->cm_index);
@@ -1113,6 +1142,8 @@ void controller_set_leading(controller *c, bool leading) {
                 index_set_hold(c->cm_index, true);
                 objstore_op_cancel(TAKE_PTR(c->index_load_op));
                 loop_timer_disarm(c->index_load_timer);
+                if (c->fleet)
+                        fleet_set_active(c->fleet, false);
                 return;
         }
         if (c->cm_synced)
@@ -1130,4 +1161,15 @@ bool controller_is_synced(const controller *c) {
 
 void controller_get_stats(const controller *c, controller_stats *ret) {
         *ret = c->stats;
+        if (c->fleet) {
+                fleet_stats fs;
+
+                fleet_get_stats(c->fleet, &fs);
+                ret->fleet_reads = fs.reads;
+                ret->gc_deletes = fs.gc_deletes;
+        }
+}
+
+int controller_fleet_pass(controller *c) {
+        return c->fleet ? fleet_run_now(c->fleet) : -EOPNOTSUPP;
 }

@@ -71,3 +71,6 @@ void controller_set_leading(controller *c, bool leading);
 bool controller_is_synced(const controller *c);
 
 void controller_get_stats(const controller *c, controller_stats *ret);
+
+/* Reads the agents' reports now instead of at the next interval. */
+int controller_fleet_pass(controller *c);
