@@ -16,6 +16,7 @@
 #include "kube.h"
 #include "leader.h"
 #include "log.h"
+#include "metrics.h"
 #include "loop.h"
 #include "objstore.h"
 #include "settings.h"
@@ -206,6 +207,7 @@ out:
         sd_event_source_disable_unref(op.tick);
         sd_event_unref(op.event);
         settings_free(op.settings);
+        metrics_reset();
         if (r < 0)
                 return 1;
         log_info("ballast-operator stopped");
