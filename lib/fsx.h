@@ -25,8 +25,10 @@ bool fsx_is_safe_relpath(const char *path);
 /* Atomically replaces @name in directory @dir_fd with @len bytes of @data and
  * mode @mode: creates a temporary file beside it (O_TMPFILE when possible, else
  * a random ".#name.XXXXXX"), writes, fsyncs, renames over @name, fsyncs the
- * directory. On failure nothing at @name changes and no temporary is left.
- * @name must be a single path component. */
+ * directory. On failure nothing at @name changes and no temporary is left,
+ * with one exception: when only the final directory fsync fails, the new
+ * content is already in place (whole) but may not survive a crash, and the
+ * error is returned. @name must be a single path component (-EINVAL). */
 int fsx_write_atomic(int dir_fd, const char *name, const void *data, size_t len, mode_t mode);
 
 /* Reads all of @name in @dir_fd (AT_FDCWD works) into a NUL-terminated
@@ -43,8 +45,8 @@ int fsx_open_beneath(int root_fd, const char *path, int flags, mode_t mode);
  * fd of the final directory. */
 int fsx_mkdir_beneath(int root_fd, const char *path, mode_t mode);
 
-/* Recursively removes @name in @dir_fd without following symlinks. Missing is
- * not an error. */
+/* Recursively removes @name (a single path component) in @dir_fd without
+ * following symlinks. Missing is not an error. */
 int fsx_rm_rf_at(int dir_fd, const char *name);
 
 /* fsync()s the directory @dir_fd (retrying EINTR). */
@@ -62,3 +64,10 @@ typedef enum fsx_step {
         _FSX_STEP_MAX,
 } fsx_step;
 extern int (*fsx_fault_hook)(fsx_step step);
+
+/* For tests: take the fallback paths that other kernels and filesystems
+ * need. fsx_disable_openat2 makes fsx_open_beneath() walk components (as on
+ * kernels without openat2()); fsx_disable_tmpfile makes fsx_write_atomic()
+ * use a named temporary (as on filesystems without O_TMPFILE). */
+extern bool fsx_disable_openat2;
+extern bool fsx_disable_tmpfile;

@@ -95,6 +95,10 @@ void http_request_cancel(http_request *req);
 /* The userdata given to http_request_start(). */
 void *http_request_get_userdata(http_request *req);
 
+/* The HTTP status of the response being received (known once its status line
+ * arrived, so on_data can tell an error body from a stream), 0 before. */
+long http_request_get_status(http_request *req);
+
 /* Synchronous convenience for start-up code and tests: starts the request and
  * runs the client's event loop until it completes. On success (a response
  * arrived, whatever its status) returns 0 and *@ret_resp owns the response;

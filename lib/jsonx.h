@@ -36,3 +36,9 @@ int jsonx_parse(const char *data, size_t len, json_object **ret, err_info *ret_e
  * insignificant whitespace, "/" not escaped. The result is owned by the
  * caller. Byte-identical for equal trees; used for content digests. */
 int jsonx_to_canonical(json_object *o, char **ret, size_t *ret_len);
+
+/* Deep copy of @o into *@ret (a new reference; NULL for a NULL @o). Unlike
+ * json_object_deep_copy(), it also copies trees made by yamlx_parse() (whose
+ * nodes carry source positions as userdata); the copy has no positions.
+ * Returns 0 or -ENOMEM. */
+int jsonx_deep_copy(json_object *o, json_object **ret);

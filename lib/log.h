@@ -21,7 +21,7 @@ typedef enum log_target {
         LOG_TARGET_AUTO,    /* journal when JOURNAL_STREAM matches stdout, else JSON */
         LOG_TARGET_JSON,    /* JSON lines on stdout */
         LOG_TARGET_JOURNAL, /* sd_journal_send() */
-        LOG_TARGET_CONSOLE, /* plain "level: message" on stderr, for tools and tests */
+        LOG_TARGET_CONSOLE, /* plain "ident: message" on stderr, for tools and tests */
 } log_target;
 
 /* Sets the program identity, the most verbose level that is emitted and the

@@ -12,8 +12,8 @@
 
 #include "macro.h"
 
-DEFINE_TRIVIAL_CLEANUP_FUNC(sd_event *, sd_event_unref);
-DEFINE_TRIVIAL_CLEANUP_FUNC(sd_event_source *, sd_event_source_unref);
+/* sd-event.h already provides sd_event_unrefp, sd_event_source_unrefp and
+ * sd_event_source_disable_unrefp for _cleanup_(). */
 
 /* CLOCK_MONOTONIC now, in microseconds. */
 uint64_t loop_now(sd_event *e);

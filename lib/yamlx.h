@@ -10,8 +10,17 @@
  * Mapping -> object (keys must be scalars; a duplicate key is an error),
  * sequence -> array, scalar -> string, except plain (unquoted) scalars that
  * are YAML 1.2 core-schema null/bool/int (int64) which become those types.
- * Floats stay strings. Anchors and aliases are rejected (billion laughs).
- * Only the first document is read; a second one is an error.
+ * Floats stay strings, and so do ints that don't fit int64 and decimals with
+ * a leading zero ("0644": octal in YAML 1.1, decimal in 1.2 — the consumer
+ * decides). Explicit tags !!str/!!int/!!bool/!!null/!!float are honoured,
+ * others are an error; scalars with NUL characters are an error. Anchors and
+ * aliases are rejected (billion laughs), as are non-scalar and duplicate
+ * keys and nesting deeper than 256. Only the first document is read; a second
+ * one is an error.
+ *
+ * Positions are kept as json-c userdata on each node, so
+ * json_object_deep_copy() refuses these trees: use jsonx_deep_copy() (the
+ * copy has no positions). Don't set userdata on these nodes yourself.
  */
 
 #include <json-c/json.h>

@@ -40,7 +40,7 @@ static json_object *copy_selector(json_object *sel) {
 
         if (!sel)
                 return json_object_new_object();
-        if (json_object_deep_copy(sel, &copy, NULL) < 0)
+        if (jsonx_deep_copy(sel, &copy) < 0)
                 return NULL;
         return copy;
 }

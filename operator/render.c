@@ -342,6 +342,30 @@ static int render_file(json_object *f, size_t i, json_object *values, const rend
         return 0;
 }
 
+/* A file can't also be a directory of another ("a" and "a/b"): no node could
+ * apply such a bundle. @files is sorted. O(n * depth) with a set of paths. */
+static int check_no_file_is_a_directory(const rendered_file *files, size_t n, err_info *e) {
+        _cleanup_json_ json_object *set = json_object_new_object();
+        char prefix[FSX_PATH_MAX + 1];
+
+        if (!set)
+                return -ENOMEM;
+        for (size_t i = 0; i < n; i++)
+                json_object_object_add(set, files[i].path, NULL);
+        for (size_t i = 0; i < n; i++)
+                for (const char *slash = strchr(files[i].path, '/'); slash;
+                     slash = strchr(slash + 1, '/')) {
+                        snprintf(prefix, sizeof(prefix), "%.*s", (int) (slash - files[i].path),
+                                 files[i].path);
+                        if (json_object_object_get_ex(set, prefix, NULL))
+                                return err_info_set(e, -EINVAL,
+                                                    "files: '%s' is a file, so '%s' can't be "
+                                                    "inside it",
+                                                    prefix, files[i].path);
+                }
+        return 0;
+}
+
 static int check_values(json_object *values, err_info *e) {
         if (!values)
                 return 0;
@@ -421,6 +445,9 @@ int render_bundle(json_object *spec, const render_identity *id, int64_t revision
                                          files[i].path);
                         goto out_free_files;
                 }
+        r = check_no_file_is_a_directory(files, n, ret_err);
+        if (r < 0)
+                goto out_free_files;
 
         r = -ENOMEM;
         m = json_object_new_object();

@@ -12,7 +12,7 @@ for t in "$@"; do
         name=${t##*/}
         echo "== $kind: $name"
         out=$(mktemp)
-        stdbuf -oL -eL "$t" 2>&1 | tee "$out"
+        "$t" 2>&1 | tee "$out"
         rc=${PIPESTATUS[0]}
         p=$(sed -n 's/^\[  PASSED  \] \([0-9]*\) test.*/\1/p' "$out" | tail -n1)
         f=$(sed -n 's/^\[  FAILED  \] \([0-9]*\) test.*/\1/p' "$out" | tail -n1)

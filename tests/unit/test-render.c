@@ -204,6 +204,9 @@ static void test_bundle_validation(void **state) {
         bundle_fails("{\"files\":[{\"path\":\"a\",\"content\":\"x\"},{\"path\":\"a\",\"content\":"
                      "\"y\"}]}",
                      -EINVAL, "path 'a' appears twice");
+        bundle_fails("{\"files\":[{\"path\":\"a\",\"content\":\"x\"},{\"path\":\"a-b\",\"content\":"
+                     "\"y\"},{\"path\":\"a/b\",\"content\":\"z\"}]}",
+                     -EINVAL, "'a' is a file, so 'a/b' can't be inside it");
         bundle_fails("{\"files\":[{\"path\":\"a\",\"content\":\"x\",\"template\":\"y\"}]}", -EINVAL,
                      "exactly one of content or template");
         bundle_fails("{\"files\":[{\"path\":\"a\"}]}", -EINVAL,
