@@ -223,6 +223,10 @@ static void write_full(int fd, const char *s, size_t n) {
         }
 }
 
+/* The object the record is about ("namespace/name"), or NULL; see
+ * log_object_internal(). Single-threaded by design: only the event loop logs. */
+static const char *log_object;
+
 static void emit_json(int level, int error, const char *file, int line_no, const char *msg) {
         line l = {};
         struct timespec ts;
@@ -238,6 +242,24 @@ static void emit_json(int level, int error, const char *file, int line_no, const
                  level_name(level));
         line_puts(&l, buf);
         line_put_string(&l, msg);
+        if (log_object) {
+                const char *slash = strchr(log_object, '/');
+
+                if (slash) {
+                        char ns[256];
+
+                        snprintf(ns, sizeof(ns), "%.*s",
+                                 (int) MIN((size_t) (slash - log_object), sizeof(ns) - 1),
+                                 log_object);
+                        line_puts(&l, ",\"namespace\":");
+                        line_put_string(&l, ns);
+                        line_puts(&l, ",\"name\":");
+                        line_put_string(&l, slash + 1);
+                } else {
+                        line_puts(&l, ",\"name\":");
+                        line_put_string(&l, log_object);
+                }
+        }
         if (error != 0) {
                 snprintf(buf, sizeof(buf), ",\"error\":\"%s\",\"errno\":%d", err_name(error),
                          abs(error));
@@ -273,7 +295,12 @@ static void emit_journal(int level, int error, const char *file, int line_no, co
                          const char *msg) {
         int r;
 
-        if (error != 0)
+        if (log_object)
+                r = sd_journal_send("MESSAGE=%s", msg, "PRIORITY=%d", level, "CODE_FILE=%s",
+                                    strna(file), "CODE_LINE=%d", line_no, "CODE_FUNC=%s",
+                                    strna(func), "SYSLOG_IDENTIFIER=%s", log_ident, "ERRNO=%d",
+                                    abs(error), "BALLAST_OBJECT=%s", log_object, NULL);
+        else if (error != 0)
                 r = sd_journal_send("MESSAGE=%s", msg, "PRIORITY=%d", level, "CODE_FILE=%s",
                                     strna(file), "CODE_LINE=%d", line_no, "CODE_FUNC=%s",
                                     strna(func), "SYSLOG_IDENTIFIER=%s", log_ident, "ERRNO=%d",
@@ -341,5 +368,18 @@ int log_internal(int level, int error, const char *file, int line_no, const char
         va_start(ap, fmt);
         r = log_internalv(level, error, file, line_no, func, fmt, ap);
         va_end(ap);
+        return r;
+}
+
+int log_object_internal(int level, int error, const char *object, const char *file, int line_no,
+                        const char *func, const char *fmt, ...) {
+        va_list ap;
+        int r;
+
+        log_object = object;
+        va_start(ap, fmt);
+        r = log_internalv(level, error, file, line_no, func, fmt, ap);
+        va_end(ap);
+        log_object = NULL;
         return r;
 }

@@ -56,5 +56,21 @@ int log_internalv(int level, int error, const char *file, int line, const char *
 #define log_warning_errno(error, ...) log_full_errno(LOG_WARNING, (error), __VA_ARGS__)
 #define log_error_errno(error, ...)   log_full_errno(LOG_ERR, (error), __VA_ARGS__)
 
+/* The same, about one object: @object is "namespace/name" (or "name"), emitted
+ * as "namespace" and "name" fields in JSON (what Kubernetes users grep for)
+ * and BALLAST_OBJECT= in the journal. */
+int log_object_internal(int level, int error, const char *object, const char *file, int line,
+                        const char *func, const char *fmt, ...) _printf_(7, 8);
+
+#define log_object_full_errno(level, error, object, ...)                                           \
+        log_object_internal((level), (error), (object), __FILE__, __LINE__, __func__, __VA_ARGS__)
+#define log_object_debug(object, ...)   log_object_full_errno(LOG_DEBUG, 0, object, __VA_ARGS__)
+#define log_object_info(object, ...)    log_object_full_errno(LOG_INFO, 0, object, __VA_ARGS__)
+#define log_object_warning(object, ...) log_object_full_errno(LOG_WARNING, 0, object, __VA_ARGS__)
+#define log_object_warning_errno(error, object, ...)                                               \
+        log_object_full_errno(LOG_WARNING, (error), object, __VA_ARGS__)
+#define log_object_error_errno(error, object, ...)                                                 \
+        log_object_full_errno(LOG_ERR, (error), object, __VA_ARGS__)
+
 /* Logs "out of memory" and returns -ENOMEM. */
 #define log_oom() log_full_errno(LOG_ERR, ENOMEM, "Out of memory.")

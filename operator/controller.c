@@ -339,8 +339,8 @@ static void on_status_applied(kube_client *k, int r, json_object *obj, const err
 
         j->cr_req = NULL;
         if (r < 0) {
-                log_warning_errno(r, "%s: failed to write status: %s", j->key,
-                                  err ? err->message : "");
+                log_object_warning_errno(r, j->key, "Failed to write status: %s",
+                                         err ? err->message : "");
                 job_fail(j, r);
         } else
                 j->ctl->stats.status_writes++;
@@ -372,13 +372,14 @@ static void job_status(job *j) {
 
         if (j->new_revision && j->out.store != TARGET_FAILED && j->out.cm != TARGET_FAILED) {
                 c->stats.revisions++;
-                log_info("%s: published revision %" PRIi64 " (%s)", j->key, j->out.revision,
-                         j->rendered->digest);
+                log_object_info(j->key, "Published revision %" PRIi64 " (%s)", j->out.revision,
+                                j->rendered->digest);
         }
         if (j->out.store == TARGET_FAILED || j->out.cm == TARGET_FAILED)
-                log_warning("%s: publication incomplete: object store: %s; ConfigMap: %s", j->key,
-                            j->out.store == TARGET_FAILED ? j->store_err : "ok",
-                            j->out.cm == TARGET_FAILED ? j->cm_err : "ok");
+                log_object_warning(j->key,
+                                   "Publication incomplete: object store: %s; ConfigMap: %s",
+                                   j->out.store == TARGET_FAILED ? j->store_err : "ok",
+                                   j->out.cm == TARGET_FAILED ? j->cm_err : "ok");
 
         if (c->fleet && fleet_has_data(c->fleet) && j->out.revision > 0) {
                 j->out.has_counts = true;
@@ -485,7 +486,7 @@ failed:
         j->out.render_error = j->render_err;
         j->out.rendered = false;
         j->out.revision = rev;
-        log_warning("%s: does not render: %s", j->key, j->render_err);
+        log_object_warning(j->key, "Does not render: %s", j->render_err);
         return 1;
 }
 
@@ -584,9 +585,8 @@ static void on_finalizer_added(kube_client *k, int r, json_object *obj, const er
 
         j->cr_req = NULL;
         if (r < 0) {
-                log_full_errno(r == -ESTALE ? LOG_DEBUG : LOG_WARNING, r,
-                               "%s: failed to add the finalizer: %s", j->key,
-                               err ? err->message : "");
+                log_object_full_errno(r == -ESTALE ? LOG_DEBUG : LOG_WARNING, r, j->key,
+                                      "Failed to add the finalizer: %s", err ? err->message : "");
                 job_fail(j, r);
                 job_finish(j);
                 return;
@@ -603,14 +603,14 @@ static void on_finalizer_removed(kube_client *k, int r, json_object *obj, const 
 
         j->cr_req = NULL;
         if (r < 0 && r != -ENOENT) {
-                log_full_errno(r == -ESTALE ? LOG_DEBUG : LOG_WARNING, r,
-                               "%s: failed to remove the finalizer: %s", j->key,
-                               err ? err->message : "");
+                log_object_full_errno(r == -ESTALE ? LOG_DEBUG : LOG_WARNING, r, j->key,
+                                      "Failed to remove the finalizer: %s",
+                                      err ? err->message : "");
                 job_fail(j, r);
         } else {
                 j->ctl->stats.cr_writes++;
-                log_info("%s: deleted; removed from both indexes and its ConfigMap deleted",
-                         j->key);
+                log_object_info(j->key,
+                                "Deleted: removed from both indexes, its ConfigMap deleted");
         }
         job_finish(j);
 }
