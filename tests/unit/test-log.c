@@ -74,6 +74,29 @@ static void test_json_line(void **state) {
         assert_int_equal(errno_after, EPERM);
 }
 
+static void emit_object(void) {
+        returned = log_object_warning_errno(-EAGAIN, "prod/web", "Retrying %s", "later");
+}
+
+static void test_object_fields(void **state) {
+        _cleanup_free_ char *out = NULL, *next = NULL;
+        _cleanup_json_ json_object *o = NULL, *p = NULL;
+
+        log_setup("test", LOG_DEBUG, LOG_TARGET_JSON);
+        out = capture(STDOUT_FILENO, emit_object);
+        assert_int_equal(returned, -EAGAIN);
+        o = parse_line(out);
+        assert_string_equal(jsonx_get_string(o, "namespace"), "prod");
+        assert_string_equal(jsonx_get_string(o, "name"), "web");
+        assert_string_equal(jsonx_get_string(o, "msg"), "Retrying later");
+        assert_string_equal(jsonx_get_string(o, "error"), "EAGAIN");
+        /* The object is not sticky: the next line has none. */
+        next = capture(STDOUT_FILENO, emit_error);
+        p = parse_line(next);
+        assert_null(jsonx_get(p, "namespace"));
+        assert_null(jsonx_get(p, "name"));
+}
+
 static void emit_levels(void) {
         log_debug("hidden");
         log_info("shown %d", 1);
@@ -147,9 +170,8 @@ static void test_console_and_auto(void **state) {
 
 int main(void) {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_json_line),
-                cmocka_unit_test(test_levels),
-                cmocka_unit_test(test_long_message),
+                cmocka_unit_test(test_json_line),        cmocka_unit_test(test_object_fields),
+                cmocka_unit_test(test_levels),           cmocka_unit_test(test_long_message),
                 cmocka_unit_test(test_console_and_auto),
         };
 
