@@ -5,6 +5,7 @@
 
 #include "backoff.h"
 #include "controller.h"
+#include "events.h"
 #include "fleet.h"
 #include "index.h"
 #include "jsonx.h"
@@ -46,6 +47,7 @@ struct controller {
         index_sink_done_fn cm_index_done;
 
         fleet *fleet; /* agent reports and manifest GC; NULL without an object store */
+        recorder *recorder;
         sd_event_source *resync_timer;
         job *jobs; /* in flight */
         bool shutting_down;
@@ -363,6 +365,22 @@ static void keep_published(json_object *status, json_object *kept) {
         }
 }
 
+/* True unless the status already reports this very render failure (so a
+ * resync doesn't post the same event again). */
+static bool render_error_is_new(job *j) {
+        json_object *conds = jsonx_get(jsonx_get(j->cr, "status"), "conditions");
+        size_t n = conds ? json_object_array_length(conds) : 0;
+
+        for (size_t i = 0; i < n; i++) {
+                json_object *cond = json_object_array_get_idx(conds, i);
+
+                if (streq(strempty(jsonx_get_string(cond, "type")), "Rendered"))
+                        return !streq(strempty(jsonx_get_string(cond, "status")), "False") ||
+                               !streq(strempty(jsonx_get_string(cond, "message")), j->render_err);
+        }
+        return true;
+}
+
 static void job_status(job *j) {
         controller *c = j->ctl;
         _cleanup_json_ json_object *status = NULL, *body = NULL;
@@ -374,12 +392,26 @@ static void job_status(job *j) {
                 c->stats.revisions++;
                 log_object_info(j->key, "Published revision %" PRIi64 " (%s)", j->out.revision,
                                 j->rendered->digest);
+                if (recorder_emit(c->recorder, j->cr, "Normal", "Published",
+                                  "Published revision %" PRIi64 " (%s)", j->out.revision,
+                                  j->rendered->digest) > 0)
+                        c->stats.events++;
         }
-        if (j->out.store == TARGET_FAILED || j->out.cm == TARGET_FAILED)
+        if (j->out.store == TARGET_FAILED || j->out.cm == TARGET_FAILED) {
                 log_object_warning(j->key,
                                    "Publication incomplete: object store: %s; ConfigMap: %s",
                                    j->out.store == TARGET_FAILED ? j->store_err : "ok",
                                    j->out.cm == TARGET_FAILED ? j->cm_err : "ok");
+                if (recorder_emit(c->recorder, j->cr, "Warning", "PublishFailed",
+                                  "Revision %" PRIi64 ": object store: %s; ConfigMap: %s",
+                                  j->out.revision,
+                                  j->out.store == TARGET_FAILED ? j->store_err : "ok",
+                                  j->out.cm == TARGET_FAILED ? j->cm_err : "ok") > 0)
+                        c->stats.events++;
+        }
+        if (!j->out.rendered && render_error_is_new(j) &&
+            recorder_emit(c->recorder, j->cr, "Warning", "RenderFailed", "%s", j->render_err) > 0)
+                c->stats.events++;
 
         if (c->fleet && fleet_has_data(c->fleet) && j->out.revision > 0) {
                 j->out.has_counts = true;
@@ -1039,6 +1071,9 @@ int controller_new(sd_event *e, kube_client *kube, objstore *store, const contro
                 c->opts.index_coalesce_usec = 200 * USEC_PER_MSEC;
         c->index_load_backoff = BACKOFF_INIT(USEC_PER_SEC, 30 * USEC_PER_SEC, 0);
 
+        r = recorder_new(kube, "ballast-operator", o->identity, &c->recorder);
+        if (r < 0)
+                return r;
         qo.workers = o->workers;
         r = workqueue_new(e, &qo, reconcile, c, &c->queue);
         if (r < 0)
@@ -1078,6 +1113,7 @@ controller *controller_free(controller *c) {
         objstore_op_cancel(c->index_load_op);
         kube_request_cancel(c->cm_index_req);
         fleet_free(c->fleet);
+        recorder_free(c->recorder);
         /* Fails index waiters, which ends their jobs... */
         index_free(c->store_index);
         index_free(c->cm_index);

@@ -31,6 +31,7 @@ typedef struct controller controller;
 typedef struct controller_opts {
         const char *namespace;            /* the operator's: ConfigMaps live here */
         const char *watch_namespace;      /* NULL: ConfigBundles in every namespace */
+        const char *identity;             /* this replica, for Events */
         unsigned workers;                 /* 0: 4 */
         uint64_t resync_usec;             /* 0: no periodic resync */
         uint64_t index_coalesce_usec;     /* 0: 200 ms */

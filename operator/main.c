@@ -88,6 +88,7 @@ static int run(operator* op) {
         controller_opts co = {
                 .namespace = s->namespace,
                 .watch_namespace = s->watch_namespace,
+                .identity = s->identity,
                 .workers = s->workers,
                 .resync_usec = s->resync_usec,
                 .fleet_interval_usec = s->fleet_interval_usec,
