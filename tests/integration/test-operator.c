@@ -305,6 +305,19 @@ static void test_create_publishes_to_both_targets(void **state) {
         assert_string_equal(jsonx_get_string(entry, "digest"), digest);
         assert_int_equal(jsonx_get_int(entry, "revision", 0), 1);
         assert_string_equal(jsonx_get_string(entry, "nodeSelector.matchLabels.role"), "web");
+
+        /* And an Event says so. */
+        for (int i = 0; i < 50; i++) {
+                _cleanup_free_ char *ev =
+                        support_sh_output("%s -n %s get events --field-selector "
+                                          "involvedObject.name=web,reason=Published "
+                                          "-o jsonpath='{.items[*].message}'",
+                                          kubectl, ns);
+                if (ev && strstr(ev, "Published revision 1"))
+                        return;
+                usleep(100 * 1000);
+        }
+        fail_msg("no Published event for web");
 }
 
 static void test_revisions_follow_content(void **state) {
