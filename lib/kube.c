@@ -680,6 +680,19 @@ static int request_dispatch(kube_request *kr) {
         if (r < 0)
                 return r;
         c->stats.requests++;
+        if (!kr->method || streq(kr->method, "GET")) {
+                if (kr->on_data)
+                        c->stats.watches++;
+                else
+                        c->stats.gets++;
+        } else if (streq(kr->method, "POST"))
+                c->stats.posts++;
+        else if (streq(kr->method, "PUT"))
+                c->stats.puts++;
+        else if (streq(kr->method, "PATCH"))
+                c->stats.patches++;
+        else if (streq(kr->method, "DELETE"))
+                c->stats.deletes++;
         return 0;
 }
 

@@ -181,6 +181,9 @@ typedef struct kube_client_stats {
         uint64_t throttled;     /* requests that had to wait for the rate limiter */
         uint64_t token_reloads; /* token file reads after the first */
         uint64_t auth_retries;  /* requests retried after a 401 */
+        /* requests by verb: GET (get and list), watch (a streamed GET), POST,
+         * PUT, PATCH, DELETE */
+        uint64_t gets, watches, posts, puts, patches, deletes;
 } kube_client_stats;
 void kube_client_get_stats(const kube_client *c, kube_client_stats *ret);
 
