@@ -96,3 +96,11 @@ help:
 	@sed -n '2,/^$$/s/^# \{0,1\}//p' Makefile
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
+
+# Benchmarks: figures and the commands that reproduce them go to
+# docs/benchmarks.md. Not timed tests; run them on a quiet machine.
+.PHONY: bench bench-operator
+bench: bench-operator
+
+bench-operator: all
+	@bash tests/bench/bench-operator.sh
