@@ -535,9 +535,10 @@ int fleet_new(sd_event *e, objstore *store, bundle_index *index, const fleet_opt
         if (!f->opts.concurrency)
                 f->opts.concurrency = 8;
         f->reports = json_object_new_object();
+        f->agg = json_object_new_object();
         f->first_unreferenced = json_object_new_object();
         f->fetches = calloc(f->opts.concurrency, sizeof(*f->fetches));
-        if (!f->reports || !f->first_unreferenced || !f->fetches) {
+        if (!f->reports || !f->agg || !f->first_unreferenced || !f->fetches) {
                 fleet_free(f);
                 return -ENOMEM;
         }

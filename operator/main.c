@@ -21,7 +21,7 @@
 #include "objstore.h"
 #include "settings.h"
 
-typedef struct operator{
+typedef struct manager {
         sd_event *event;
         settings *settings;
         kube_client *kube;
@@ -31,30 +31,29 @@ typedef struct operator{
         healthd *health;
         sd_event_source *tick;
         bool stopping;
-}
-operator;
+} manager;
 
 static void on_started_leading(leader *l, void *userdata) {
-        operator* op = userdata;
+        manager *op = userdata;
 
         controller_set_leading(op->controller, true);
 }
 
 static void on_stopped_leading(leader *l, void *userdata) {
-        operator* op = userdata;
+        manager *op = userdata;
 
         /* Stop acting at once; the caches stay warm for when we lead again. */
         controller_set_leading(op->controller, false);
 }
 
 static void on_released(leader *l, void *userdata) {
-        operator* op = userdata;
+        manager *op = userdata;
 
         sd_event_exit(op->event, 0);
 }
 
 static int on_signal(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {
-        operator* op = userdata;
+        manager *op = userdata;
 
         if (op->stopping) {
                 log_warning("Second signal, exiting at once");
@@ -70,18 +69,64 @@ static int on_signal(sd_event_source *s, const struct signalfd_siginfo *si, void
         return sd_event_exit(op->event, 0);
 }
 
-/* The loop's heartbeat for /healthz and the systemd watchdog; readiness
- * follows the caches. */
+static void update_metrics(manager *op) {
+        static metric *reconciles, *errors, *revisions, *writes, *reads, *gc, *leading, *requests;
+        controller_stats cs;
+        kube_client_stats ks;
+
+        if (!reconciles) {
+                reconciles = metric_register("ballast_operator_reconciles_total", METRIC_COUNTER,
+                                             "Reconciles finished.");
+                errors = metric_register("ballast_operator_reconcile_errors_total", METRIC_COUNTER,
+                                         "Reconciles that failed and were requeued with backoff.");
+                revisions = metric_register("ballast_operator_revisions_total", METRIC_COUNTER,
+                                            "New bundle revisions published.");
+                writes = metric_register("ballast_operator_writes_total", METRIC_COUNTER,
+                                         "Writes by target.");
+                reads = metric_register("ballast_operator_fleet_reads_total", METRIC_COUNTER,
+                                        "Agent reports read from the object store.");
+                gc = metric_register("ballast_operator_gc_deletes_total", METRIC_COUNTER,
+                                     "Superseded manifests deleted.");
+                leading = metric_register("ballast_operator_leader", METRIC_GAUGE,
+                                          "1 while this replica holds the lease.");
+                requests = metric_register("ballast_operator_kube_requests_total", METRIC_COUNTER,
+                                           "Requests sent to the API server, by verb.");
+        }
+        controller_get_stats(op->controller, &cs);
+        kube_client_get_stats(op->kube, &ks);
+        metric_set(reconciles, NULL, (double) cs.reconciles);
+        metric_set(errors, NULL, (double) cs.reconcile_errors);
+        metric_set(revisions, NULL, (double) cs.revisions);
+        metric_set(writes, "target=\"manifest\"", (double) cs.manifest_puts);
+        metric_set(writes, "target=\"index\"", (double) cs.index_writes);
+        metric_set(writes, "target=\"configmap\"", (double) cs.cm_writes);
+        metric_set(writes, "target=\"status\"", (double) cs.status_writes);
+        metric_set(writes, "target=\"configbundle\"", (double) cs.cr_writes);
+        metric_set(writes, "target=\"event\"", (double) cs.events);
+        metric_set(reads, NULL, (double) cs.fleet_reads);
+        metric_set(gc, NULL, (double) cs.gc_deletes);
+        metric_set(leading, NULL, !op->leader || leader_is_leader(op->leader) ? 1 : 0);
+        metric_set(requests, "verb=\"get\"", (double) ks.gets);
+        metric_set(requests, "verb=\"watch\"", (double) ks.watches);
+        metric_set(requests, "verb=\"post\"", (double) ks.posts);
+        metric_set(requests, "verb=\"put\"", (double) ks.puts);
+        metric_set(requests, "verb=\"patch\"", (double) ks.patches);
+        metric_set(requests, "verb=\"delete\"", (double) ks.deletes);
+}
+
+/* The loop's heartbeat for /healthz and the systemd watchdog, readiness
+ * (the caches), and the metrics: once a second. */
 static int on_tick(sd_event_source *s, uint64_t usec, void *userdata) {
-        operator* op = userdata;
+        manager *op = userdata;
 
         healthd_heartbeat(op->health);
         healthd_set_ready(op->health, controller_is_synced(op->controller));
-        (void) loop_timer_arm(op->event, &op->tick, 2 * USEC_PER_SEC, on_tick, op);
+        update_metrics(op);
+        (void) loop_timer_arm(op->event, &op->tick, USEC_PER_SEC, on_tick, op);
         return 0;
 }
 
-static int run(operator* op) {
+static int run(manager *op) {
         _cleanup_(kube_config_freep) kube_config *kc = NULL;
         settings *s = op->settings;
         kube_client_opts ko = {.qps = s->kube_qps, .burst = s->kube_burst};
@@ -165,7 +210,7 @@ static int run(operator* op) {
 }
 
 int main(int argc, char *argv[]) {
-        operator op = {};
+        manager op = {};
         err_info e;
         sigset_t mask;
         int r;

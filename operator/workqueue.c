@@ -36,7 +36,6 @@ struct workqueue {
 
         ratelimit bucket;
         sd_event_source *dispatch_defer;
-        sd_event_source *dispatch_timer; /* waiting for a token */
 };
 
 static void item_free_entry(struct lh_entry *ent) {
@@ -210,24 +209,12 @@ static void item_ready(workqueue *q, wq_item *it) {
         dispatch_schedule(q);
 }
 
-static int on_dispatch_timer(sd_event_source *s, uint64_t usec, void *userdata) {
-        dispatch_schedule(userdata);
-        return 0;
-}
-
 static int on_dispatch(sd_event_source *s, void *userdata) {
         workqueue *q = userdata;
 
         while (!q->paused && q->head && q->n_inflight < q->opts.workers) {
-                uint64_t wait = ratelimit_take(&q->bucket, loop_now(q->event));
-                wq_item *it;
+                wq_item *it = q->head;
 
-                if (wait > 0) {
-                        (void) loop_timer_arm(q->event, &q->dispatch_timer, wait, on_dispatch_timer,
-                                              q);
-                        return 0;
-                }
-                it = q->head;
                 fifo_remove(q, it);
                 it->inflight = true;
                 q->n_inflight++;
@@ -294,7 +281,6 @@ workqueue *workqueue_free(workqueue *q) {
         if (!q)
                 return NULL;
         sd_event_source_disable_unref(q->dispatch_defer);
-        sd_event_source_disable_unref(q->dispatch_timer);
         sd_event_source_disable_unref(q->delay_timer);
         if (q->items)
                 lh_table_free(q->items);
@@ -361,8 +347,12 @@ void workqueue_done(workqueue *q, const char *key, int r) {
         if (r >= 0)
                 it->failures = 0;
         else {
+                /* controller-runtime's default: the larger of the key's own
+                 * exponential backoff and the overall bucket's reservation. */
                 it->failures++;
-                (void) workqueue_add_after(q, key, failure_delay(q, it->failures));
+                (void) workqueue_add_after(q, key,
+                                           MAX(failure_delay(q, it->failures),
+                                               ratelimit_reserve(&q->bucket, loop_now(q->event))));
         }
         if (it->dirty) {
                 it->dirty = false;

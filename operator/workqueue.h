@@ -9,7 +9,7 @@
  *  - failures back off per key, exponentially from 5 ms, capped (1000 s by
  *    default), and a success forgets the key's failures;
  *  - a global token bucket (10 qps, burst 100 by default) bounds how fast
- *    keys are handed out overall;
+ *    failed keys come back overall (new work is never throttled by it);
  *  - at most @workers reconciles are in flight at once.
  *
  * Reconciles are asynchronous: the queue calls the reconcile function, which

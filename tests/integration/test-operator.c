@@ -132,8 +132,9 @@ static void wait_jsonpath(const char *what, const char *path, const char *want, 
                 _cleanup_free_ char *v = kget(what, path);
                 _cleanup_free_ char *all = kget(what, "{.status}");
                 support_dump_log(op1.log, 40);
-                fail_msg("%s %s: want '%s', have '%s' (status: %s)", what, path, want, strna(v),
-                         strna(all));
+                fail_msg("%s %s: want '%s', have '%s' (status: %s; operator %s)", what, path, want,
+                         strna(v), strna(all),
+                         op1.pid > 0 && support_alive(op1.pid) ? "running" : "NOT RUNNING");
         }
 }
 
@@ -235,7 +236,7 @@ static void test_schema_rejects_bad_bundles(void **state) {
         static const struct {
                 const char *spec, *want;
         } bad[] = {
-                {"files: [{path: a, content: x, template: y}]",
+                {"files: [{path: a, content: x, template: yy}]",
                  "exactly one of content or template must be set"},
                 {"files: [{path: ../etc/passwd, content: x}]", "spec.files[0].path"},
                 {"files: [{path: /abs, content: x}]", "spec.files[0].path"},
@@ -438,6 +439,7 @@ static void test_resync_of_unchanged_bundles_writes_nothing(void **state) {
         sleep(3);
         w0 = writes(&op1);
         r0 = metric(&op1, "ballast_operator_reconciles_total");
+        assert_true(r0 >= 100); /* the metrics are there */
         sleep(8);
         w1 = writes(&op1);
         r1 = metric(&op1, "ballast_operator_reconciles_total");

@@ -73,8 +73,27 @@ static void test_disabled_and_clock_backwards(void **state) {
         assert_true(ratelimit_take(&rl, 0) > 0);
 }
 
+static void test_reserve_borrows_from_the_future(void **state) {
+        ratelimit rl;
+        uint64_t t = 1000000;
+
+        ratelimit_init(&rl, 10, 1, t);
+        assert_int_equal(ratelimit_reserve(&rl, t), 0);
+        /* Each further reservation waits 100 ms more than the one before. */
+        uint64_t a = ratelimit_reserve(&rl, t), b = ratelimit_reserve(&rl, t);
+        assert_true(a >= 100000 && a <= 100001);
+        assert_true(b >= 200000 && b <= 200001);
+        /* Time pays the debt back: after 300 ms one token is free again. */
+        assert_int_equal(ratelimit_reserve(&rl, t + 300000), 0);
+        /* Without a limit nothing ever waits. */
+        ratelimit_init(&rl, 0, 1, t);
+        for (int i = 0; i < 10; i++)
+                assert_int_equal(ratelimit_reserve(&rl, t), 0);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_reserve_borrows_from_the_future),
                 cmocka_unit_test(test_burst_then_rate),
                 cmocka_unit_test(test_steady_rate),
                 cmocka_unit_test(test_refill_caps_at_burst),
