@@ -162,11 +162,25 @@ static int index_entry_for(job *j, json_object **ret) {
         return 0;
 }
 
+/* True if @ix already stores @entry for @key: an unchanged bundle then costs
+ * no index write and no wait for one. */
+static bool index_holds(bundle_index *ix, const char *key, json_object *entry) {
+        json_object *old = index_get(ix, key);
+
+        return old && json_object_equal(old, entry) && index_is_persisted(ix);
+}
+
 static void store_index_update(job *j) {
         json_object *entry = NULL;
         int r;
 
         r = index_entry_for(j, &entry);
+        if (r >= 0 && index_holds(j->ctl->store_index, j->key, entry)) {
+                json_object_put(entry);
+                j->out.store = TARGET_OK;
+                step_done(j);
+                return;
+        }
         if (r >= 0)
                 r = index_set(j->ctl->store_index, j->key, entry);
         if (r >= 0)
@@ -221,18 +235,12 @@ static void publish_store(job *j) {
                 step_done(j);
                 return;
         }
-        /* Already there (a resync, or after a restart): no writes at all. */
+        /* The manifest is already there (a resync, or after a restart): at most
+         * the index needs a write, and store_index_update() skips even that
+         * when the entry is unchanged. */
         entry = index_get(c->store_index, j->key);
         if (entry && jsonx_get_int(entry, "revision", 0) == j->out.revision &&
             streq(strempty(jsonx_get_string(entry, "digest")), j->rendered->digest)) {
-                _cleanup_json_ json_object *want = NULL;
-
-                if (index_entry_for(j, &want) >= 0 && json_object_equal(want, entry)) {
-                        j->out.store = TARGET_OK;
-                        step_done(j);
-                        return;
-                }
-                /* Same manifest, other metadata (selector, reload): index only. */
                 store_index_update(j);
                 return;
         }
@@ -267,6 +275,12 @@ static void cm_index_update(job *j) {
         int r;
 
         r = index_entry_for(j, &entry);
+        if (r >= 0 && index_holds(j->ctl->cm_index, j->key, entry)) {
+                json_object_put(entry);
+                j->out.cm = TARGET_OK;
+                step_done(j);
+                return;
+        }
         if (r >= 0)
                 r = index_set(j->ctl->cm_index, j->key, entry);
         if (r >= 0)

@@ -17,6 +17,7 @@ struct bundle_index {
         uint64_t coalesce_usec;
         json_object *bundles; /* "NS/NAME" -> entry */
         bool hold;
+        bool dirty; /* changed since the last write started */
 
         waiter *pending;  /* waiting for the next write */
         waiter *inflight; /* waiting for the write in flight */
@@ -53,8 +54,10 @@ static void on_written(bundle_index *ix, int r, const err_info *err) {
         if (r >= 0) {
                 free(ix->last_written);
                 ix->last_written = TAKE_PTR(ix->writing_data);
-        } else
+        } else {
                 ix->writing_data = mfree(ix->writing_data);
+                ix->dirty = true; /* what was set is not stored anywhere */
+        }
         schedule_write(ix);
         waiters_complete(done, r, err);
 }
@@ -74,6 +77,7 @@ static int on_timer(sd_event_source *s, uint64_t usec, void *userdata) {
                 waiters_complete(TAKE_PTR(ix->pending), r, &e);
                 return 0;
         }
+        ix->dirty = false;
         if (ix->last_written && streq(ix->last_written, data)) {
                 /* Nothing changed since the last successful write. */
                 waiters_complete(TAKE_PTR(ix->pending), 0, NULL);
@@ -155,15 +159,30 @@ int index_load(bundle_index *ix, const char *data, size_t len, err_info *ret_err
         ix->bundles = json_object_get(bundles);
         free(ix->last_written);
         ix->last_written = strndup(data, len);
+        ix->dirty = false;
         return 0;
 }
 
 int index_set(bundle_index *ix, const char *key, json_object *entry) {
+        json_object *old = index_get(ix, key);
+
+        if (old && json_object_equal(old, entry)) {
+                json_object_put(entry);
+                return 0;
+        }
+        ix->dirty = true;
         return json_object_object_add(ix->bundles, key, entry) < 0 ? -ENOMEM : 0;
 }
 
 void index_remove(bundle_index *ix, const char *key) {
+        if (!index_get(ix, key))
+                return;
+        ix->dirty = true;
         json_object_object_del(ix->bundles, key);
+}
+
+bool index_is_persisted(const bundle_index *ix) {
+        return !ix->dirty && !ix->writing && ix->last_written;
 }
 
 json_object *index_get(bundle_index *ix, const char *key) {

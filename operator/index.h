@@ -76,3 +76,8 @@ void index_set_hold(bundle_index *ix, bool hold);
 int index_serialize(bundle_index *ix, char **ret, size_t *ret_len);
 
 uint64_t index_writes(const bundle_index *ix); /* sink writes started */
+
+/* True when the target holds exactly the current entries: nothing changed
+ * since the last successful write (or load) and no write is in flight. A
+ * reconcile whose entry is unchanged then needs no sync at all. */
+bool index_is_persisted(const bundle_index *ix);

@@ -94,8 +94,8 @@ static void start_operator(op_proc *p, const char *name) {
 /* The value of an operator counter from its /metrics, or -1. */
 static double metric(const op_proc *p, const char *series) {
         _cleanup_free_ char *out = support_sh_output(
-                "curl -sf http://127.0.0.1:%u/metrics | awk '$1 == \"%s\" {print $2}'", p->port,
-                series);
+                "curl -sf http://127.0.0.1:%u/metrics | awk -v s='%s' '$1 == s {print $2}'",
+                p->port, series);
         return out && *out ? strtod(out, NULL) : -1;
 }
 

@@ -125,10 +125,13 @@ static void test_unchanged_index_is_not_rewritten(void **state) {
         fixture *f = *state;
         counter c = {};
 
+        assert_false(index_is_persisted(f->ix)); /* never written */
         index_set(f->ix, "ns/a", entry(1));
         index_sync(f->ix, synced, &c);
         run(f, 60 * USEC_PER_MSEC);
+        assert_true(index_is_persisted(f->ix));
         index_set(f->ix, "ns/a", entry(1)); /* the same entry again */
+        assert_true(index_is_persisted(f->ix));
         index_sync(f->ix, synced, &c);
         run(f, 60 * USEC_PER_MSEC);
         assert_int_equal(c.ok, 2);

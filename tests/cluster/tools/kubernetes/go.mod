@@ -1,5 +1,8 @@
 // Pins the Kubernetes release used by the Ballast local test control plane.
-// Regenerate the replace block with tests/cluster/build-servers.sh --regen-k8s-replaces
+// k8s.io/kubernetes requires its staging modules at v0.0.0 and replaces them
+// with ./staging/..., which Go ignores in a dependency; so every staging module
+// it requires is replaced here with the matching v0.Y.Z release. See
+// docs/local-control-plane.md for how to regenerate this list on an upgrade.
 module ballast.local/tests/cluster/tools/kubernetes
 
 go 1.26.0
