@@ -638,8 +638,10 @@ static void on_finalizer_added(kube_client *k, int r, json_object *obj, const er
                 return;
         }
         j->ctl->stats.cr_writes++;
+        /* j->id.uid pointed into the old object: take it from the new one. */
         json_object_put(j->cr);
         j->cr = json_object_get(obj);
+        j->id.uid = jsonx_get_string(j->cr, "metadata.uid");
         job_publish(j);
 }
 
