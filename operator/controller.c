@@ -42,6 +42,8 @@ struct controller {
         bool store_index_loaded, cm_index_loaded;
         objstore_op *index_load_op;
         sd_event_source *index_load_timer;
+        sd_event_source *grace_timer; /* see maybe_start_reconciling() */
+        bool store_grace_over;
         backoff index_load_backoff;
         kube_request *cm_index_req;
         index_sink_done_fn cm_index_done;
@@ -835,8 +837,16 @@ static void on_cr_delete(kube_watch *w, json_object *obj, void *userdata) {
         enqueue_object(userdata, obj);
 }
 
+/* Reconciling starts once the caches are synced and the indexes read. If
+ * the object store can't be read, STORE_GRACE_USEC later it starts anyway,
+ * so the ConfigMaps keep being published through an object-store outage;
+ * waiting that long first keeps a restart with a healthy store from writing
+ * a transient failure into every status. */
+#define STORE_GRACE_USEC (10 * USEC_PER_SEC)
+
 static void maybe_start_reconciling(controller *c) {
-        bool ready = c->leading && c->cr_synced && c->cm_synced && c->cm_index_loaded;
+        bool ready = c->leading && c->cr_synced && c->cm_synced && c->cm_index_loaded &&
+                     (!c->store || c->store_index_loaded || c->store_grace_over);
 
         workqueue_set_paused(c->queue, !ready);
 }
@@ -1022,10 +1032,25 @@ static void on_store_index_loaded(objstore_op *op, int r, objstore_object *obj, 
                  index_count(c->store_index));
         /* Bundles that failed for want of the index can go now. */
         if (c->leading) {
+                loop_timer_disarm(c->grace_timer);
                 enqueue_all(c);
                 if (c->fleet)
                         fleet_set_active(c->fleet, true);
+                maybe_start_reconciling(c);
         }
+}
+
+static int on_grace_timer(sd_event_source *s, uint64_t usec, void *userdata) {
+        controller *c = userdata;
+
+        if (!c->leading || c->store_index_loaded)
+                return 0;
+        c->store_grace_over = true;
+        log_warning("The object store's %s is still unreadable: publishing to ConfigMaps alone "
+                    "until it is back",
+                    PUBLISH_INDEX_KEY);
+        maybe_start_reconciling(c);
+        return 0;
 }
 
 static int on_index_load_timer(sd_event_source *s, uint64_t usec, void *userdata) {
@@ -1138,6 +1163,7 @@ controller *controller_free(controller *c) {
                 job_free(c->jobs);
         workqueue_free(c->queue);
         sd_event_source_disable_unref(c->index_load_timer);
+        sd_event_source_disable_unref(c->grace_timer);
         sd_event_source_disable_unref(c->resync_timer);
         free(c->namespace);
         free(c->watch_namespace);
@@ -1194,14 +1220,19 @@ void controller_set_leading(controller *c, bool leading) {
                 index_set_hold(c->cm_index, true);
                 objstore_op_cancel(TAKE_PTR(c->index_load_op));
                 loop_timer_disarm(c->index_load_timer);
+                loop_timer_disarm(c->grace_timer);
                 if (c->fleet)
                         fleet_set_active(c->fleet, false);
                 return;
         }
         if (c->cm_synced)
                 load_cm_index(c);
-        if (c->store)
+        if (c->store) {
+                c->store_grace_over = false;
                 (void) loop_timer_arm(c->event, &c->index_load_timer, 0, on_index_load_timer, c);
+                (void) loop_timer_arm(c->event, &c->grace_timer, STORE_GRACE_USEC, on_grace_timer,
+                                      c);
+        }
         if (c->cr_synced)
                 enqueue_all(c);
         maybe_start_reconciling(c);
