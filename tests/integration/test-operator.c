@@ -19,6 +19,7 @@
 #include <libgen.h>
 #include <limits.h>
 #include <signal.h>
+#include <sys/wait.h>
 
 #include "hash.h"
 #include "jsonx.h"
@@ -445,7 +446,8 @@ static void test_resync_of_unchanged_bundles_writes_nothing(void **state) {
         r1 = metric(&op1, "ballast_operator_reconciles_total");
         fprintf(stderr, "resync: %.0f reconciles, %.0f writes\n", r1 - r0, w1 - w0);
         if (w1 != w0)
-                support_sh(false, "curl -sf http://127.0.0.1:%u/metrics | grep writes_total", op1.port);
+                support_sh(false, "curl -sf http://127.0.0.1:%u/metrics | grep writes_total",
+                           op1.port);
         assert_true(r1 - r0 >= 200); /* the resyncs did happen */
         assert_true(w1 == w0);       /* and wrote nothing */
 }
@@ -569,6 +571,17 @@ static void test_delete_cleans_up(void **state) {
         assert_non_null(object);
 }
 
+static void test_sigterm_exits_cleanly(void **state) {
+        int status = support_stop(op1.pid, SIGTERM);
+
+        op1.pid = 0;
+        /* Under ASan a leak or an error would make the exit status non-zero. */
+        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+                support_dump_log(op1.log, 40);
+                fail_msg("the operator exited with status %d", status);
+        }
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_schema_rejects_bad_bundles),
@@ -581,6 +594,7 @@ int main(void) {
                 cmocka_unit_test(test_fleet_reports_become_node_counts),
                 cmocka_unit_test(test_leader_failover),
                 cmocka_unit_test(test_delete_cleans_up),
+                cmocka_unit_test(test_sigterm_exits_cleanly),
         };
         return cmocka_run_group_tests(tests, setup, teardown);
 }
