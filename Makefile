@@ -95,7 +95,7 @@ distclean:
 help:
 	@sed -n '2,/^$$/s/^# \{0,1\}//p' Makefile
 
--include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
+-include $(shell find $(BUILD) -name '*.d' -type f 2>/dev/null)
 
 # Benchmarks: figures and the commands that reproduce them go to
 # docs/benchmarks.md. Not timed tests; run them on a quiet machine.
