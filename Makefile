@@ -104,3 +104,9 @@ bench: bench-operator
 
 bench-operator: all
 	@bash tests/bench/bench-operator.sh
+
+.PHONY: bench-agent
+bench: bench-agent
+
+bench-agent: all
+	@bash tests/bench/bench-agent.sh
