@@ -534,7 +534,9 @@ failed:
         j->out.render_error = j->render_err;
         j->out.rendered = false;
         j->out.revision = rev;
-        log_object_warning(j->key, "Does not render: %s", j->render_err);
+        /* A resync of a bundle that still doesn't render is not news. */
+        log_object_full_errno(render_error_is_new(j) ? LOG_WARNING : LOG_DEBUG, 0, j->key,
+                              "Does not render: %s", j->render_err);
         return 1;
 }
 

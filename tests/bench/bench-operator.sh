@@ -44,7 +44,7 @@ for n in $sizes; do
         echo "bench-operator: creating $n ConfigBundles in $ns" >&2
         gen=$(mktemp)
         for ((i = 0; i < n; i++)); do
-                printf -- '---\napiVersion: ballast.dev/v1alpha1\nkind: ConfigBundle\nmetadata: {name: b%05d}\nspec:\n  nodeSelector: {matchLabels: {pool: p%d}}\n  values: {n: "%d"}\n  files:\n  - {path: app.conf, template: "id={{ n }} name={{ bundle.name }}\\n"}\n  - {path: static/motd, content: "hello from bundle %d\\n"}\n' "$i" $((i % 10)) "$i" "$i"
+                printf -- '---\napiVersion: ballast.dev/v1alpha1\nkind: ConfigBundle\nmetadata: {name: b%05d}\nspec:\n  nodeSelector: {matchLabels: {pool: p%d}}\n  values: {idx: "%d"}\n  files:\n  - {path: app.conf, template: "id={{ idx }} name={{ bundle.name }}\\n"}\n  - {path: static/motd, content: "hello from bundle %d\\n"}\n' "$i" $((i % 10)) "$i" "$i"
         done >"$gen"
         kubectl -n "$ns" create -f "$gen" >/dev/null
         rm -f "$gen"
