@@ -1,0 +1,242 @@
+#!/usr/bin/env bash
+# Build (or reuse) the pinned binaries of Ballast's local test control plane:
+# etcd, etcdctl, kube-apiserver, kube-controller-manager, kube-scheduler,
+# kubectl, helm (v3), helm4 and versitygw.
+#
+# Each component is built from the Go module under tests/cluster/tools/<name>/
+# into ${BALLAST_CACHE:-~/.cache/ballast}/bin/<name>-<version>-<key>/, where
+# <key> hashes that module's go.mod, go.sum and build flags. A populated
+# directory is reused as is. The binaries are then gathered (as symlinks) into
+# one directory, printed as the last line on stdout. Progress goes to stderr.
+#
+# BALLAST_ASSETS=DIR  use the binaries found in DIR (envtest KUBEBUILDER_ASSETS
+#                     style) instead; a component is built only when DIR lacks
+#                     one of its binaries (then DIR's binaries still win).
+#
+# Usage: build-servers.sh [--print-bindir | --versions | --help]
+#   --print-bindir  print the directory if everything is already built, else
+#                   exit 1 without building.
+#   --versions      print the pinned versions.
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+tools="$here/tools"
+cache="${BALLAST_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/ballast}"
+go_min=1.26.0
+
+# component | version | binaries it provides
+components=(kubernetes etcd helm3 helm4 versitygw)
+declare -A version=(
+  [kubernetes]=v1.36.3
+  [etcd]=v3.6.16
+  [helm3]=v3.22.0
+  [helm4]=v4.3.1
+  [versitygw]=v1.8.0
+)
+declare -A provides=(
+  [kubernetes]="kube-apiserver kube-controller-manager kube-scheduler kubectl"
+  [etcd]="etcd etcdctl"
+  [helm3]="helm"
+  [helm4]="helm4"
+  [versitygw]="versitygw"
+)
+# Optional components: a failure to build them is reported, not fatal.
+declare -A optional=([helm4]=1)
+declare -A slow=([kubernetes]=" (10-20 min on 2 cores)" [helm4]=" (~3 min)" [helm3]=" (~2 min)")
+
+log() { printf 'build-servers: %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+usage() { sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0"; }
+
+# Build time of a module release, for reproducible version strings.
+module_time() { # module version
+  go list -m -json "$1@$2" 2>/dev/null | sed -n 's/.*"Time": "\([^"]*\)".*/\1/p'
+}
+
+ldflags_for() { # component
+  local v=${version[$1]} p c f="-s -w" t
+  case $1 in
+  kubernetes)
+    local minor=${v#v1.}; minor=${minor%%.*}
+    t=$(cd "$tools/kubernetes" && module_time k8s.io/kubernetes "$v")
+    for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+      f+=" -X $p.gitVersion=$v -X $p.gitMajor=1 -X $p.gitMinor=$minor"
+      f+=" -X $p.gitCommit=0000000000000000000000000000000000000000"
+      f+=" -X $p.gitTreeState=clean -X $p.buildDate=${t:-1970-01-01T00:00:00Z}"
+    done ;;
+  helm3)
+    # Helm's Makefile sets its default Kubernetes capabilities from client-go.
+    c=$(cd "$tools/helm3" && go list -m -f '{{.Version}}' k8s.io/client-go)
+    c=${c#v0.}; c=${c%%.*}
+    f+=" -X helm.sh/helm/v3/internal/version.version=$v"
+    f+=" -X helm.sh/helm/v3/internal/version.gitTreeState=clean"
+    for p in helm.sh/helm/v3/pkg/lint/rules helm.sh/helm/v3/pkg/chartutil; do
+      f+=" -X $p.k8sVersionMajor=1 -X $p.k8sVersionMinor=$c"
+    done ;;
+  helm4)
+    f+=" -X helm.sh/helm/v4/internal/version.version=$v"
+    f+=" -X helm.sh/helm/v4/internal/version.gitTreeState=clean" ;;
+  versitygw)
+    t=$(cd "$tools/versitygw" && module_time github.com/versity/versitygw "$v")
+    f+=" -X main.Version=$v -X main.Build=go-module -X main.BuildTime=${t:-none}" ;;
+  esac
+  printf '%s\n' "$f"
+}
+
+# Cache key: the module's go.mod + go.sum + this script's build recipe.
+key_for() { # component
+  {
+    cat "$tools/$1/go.mod" "$tools/$1/go.sum"
+    printf '%s\n' "${version[$1]}" "${provides[$1]}" "$(uname -sm)"
+    sed -n '/^ldflags_for()/,/^}/p;/^build_component()/,/^}/p' "$0"
+  } | sha256sum | cut -c1-10
+}
+
+check_go() {
+  local v
+  if ! command -v go >/dev/null 2>&1; then
+    [[ -x /usr/local/go/bin/go ]] && die "go is not on PATH, but /usr/local/go/bin/go exists: run  export PATH=/usr/local/go/bin:\$PATH"
+    die "Go >= $go_min is required to build the test control plane and 'go' was not found.
+  Fix: install Go >= $go_min from https://go.dev/dl/ (e.g. into /usr/local/go and add /usr/local/go/bin to PATH),
+  or point BALLAST_ASSETS at a directory holding prebuilt: etcd etcdctl kube-apiserver kube-controller-manager kube-scheduler kubectl helm versitygw"
+  fi
+  # An explicit GOTOOLCHAIN (e.g. go1.26.8) lets go fetch that toolchain itself.
+  [[ -n ${GOTOOLCHAIN:-} && ${GOTOOLCHAIN:-} != local ]] && return 0
+  v=$(GOTOOLCHAIN=local go env GOVERSION 2>/dev/null) || die "'go env GOVERSION' failed; is $(command -v go) a working Go >= $go_min?"
+  v=${v#go}; v=${v%%[-+ ]*}
+  if [[ $(printf '%s\n%s\n' "$go_min" "$v" | sort -V | head -1) != "$go_min" ]]; then
+    die "Go $v at $(command -v go) is too old: the pinned modules need Go >= $go_min.
+  Fix: install Go >= $go_min from https://go.dev/dl/ and put it first on PATH,
+  or let your Go (>= 1.21) fetch it from the module proxy: export GOTOOLCHAIN=go1.26.8,
+  or point BALLAST_ASSETS at a directory holding prebuilt binaries."
+  fi
+}
+
+build_component() { # component outdir
+  local c=$1 out=$2 ld v=${version[$1]}
+  ld=$(ldflags_for "$c")
+  (
+    cd "$tools/$c"
+    export CGO_ENABLED=0 GOWORK=off GOFLAGS="${GOFLAGS:-} -mod=readonly"
+    case $c in
+    kubernetes)
+      # One invocation: the four commands share most packages.
+      go build -trimpath -ldflags "$ld" -o "$out/" \
+        k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
+        k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl ;;
+    etcd)
+      go build -trimpath -ldflags "$ld" -o "$out/etcd" go.etcd.io/etcd/server/v3
+      go build -trimpath -ldflags "$ld" -o "$out/etcdctl" go.etcd.io/etcd/etcdctl/v3 ;;
+    helm3) go build -trimpath -ldflags "$ld" -o "$out/helm" helm.sh/helm/v3/cmd/helm ;;
+    helm4) go build -trimpath -ldflags "$ld" -o "$out/helm4" helm.sh/helm/v4/cmd/helm ;;
+    versitygw) go build -trimpath -ldflags "$ld" -o "$out/versitygw" github.com/versity/versitygw/cmd/versitygw ;;
+    esac
+  )
+  # Sanity check: the binaries report the pinned version.
+  case $c in
+  kubernetes) "$out/kube-apiserver" --version | grep -qF "$v" || die "kube-apiserver does not report $v" ;;
+  etcd) "$out/etcd" --version | grep -qF "${v#v}" || die "etcd does not report $v" ;;
+  helm3) "$out/helm" version --short | grep -qF "$v" || die "helm does not report $v" ;;
+  helm4) "$out/helm4" version --short | grep -qF "$v" || die "helm4 does not report $v" ;;
+  esac
+}
+
+# BALLAST_ASSETS provides binary $1?
+from_assets() { [[ -n ${BALLAST_ASSETS:-} && -x $BALLAST_ASSETS/$1 && ! -d $BALLAST_ASSETS/$1 ]]; }
+
+# Is any binary of component $1 missing from BALLAST_ASSETS (so it must come
+# from the cache)?
+needs_cache() {
+  local b
+  for b in ${provides[$1]}; do from_assets "$b" || return 0; done
+  return 1
+}
+
+cache_dir() { printf '%s\n' "$cache/bin/$1-${version[$1]}-$(key_for "$1")"; }
+
+mode=build
+case ${1:-} in
+'') ;;
+--print-bindir) mode=print ;;
+--versions) for c in "${components[@]}"; do printf '%s %s\n' "$c" "${version[$c]}"; done; exit 0 ;;
+-h | --help) usage; exit 0 ;;
+*) usage >&2; exit 2 ;;
+esac
+
+if [[ -n ${BALLAST_ASSETS:-} ]]; then
+  [[ -d $BALLAST_ASSETS ]] || die "BALLAST_ASSETS=$BALLAST_ASSETS is not a directory"
+  BALLAST_ASSETS=$(cd "$BALLAST_ASSETS" && pwd)
+fi
+
+# Go is needed only when something must be built.
+need_go=0
+for c in "${components[@]}"; do
+  if needs_cache "$c" && [[ ! -f $(cache_dir "$c")/.complete ]]; then need_go=1; fi
+done
+if ((need_go)) && [[ $mode == build ]]; then check_go; fi
+
+mkdir -p "$cache/bin"
+exec 9>"$cache/bin/.lock"
+flock 9 # one builder at a time; the others then reuse its results
+
+declare -A dirs=()
+failed=0 built=0
+for c in "${components[@]}"; do
+  if ! needs_cache "$c"; then
+    [[ $mode == build ]] && log "using BALLAST_ASSETS for $c: ${provides[$c]}"
+    continue
+  fi
+  dir=$(cache_dir "$c")
+  if [[ -f $dir/.complete ]]; then
+    [[ $mode == build ]] && log "reused cache: $c ${version[$c]} ($dir)"
+    dirs[$c]=$dir; continue
+  fi
+  if [[ $mode == print ]]; then
+    [[ -n ${optional[$c]:-} ]] && continue
+    log "$c ${version[$c]} is not built yet; run $0"; exit 1
+  fi
+  log "building $c ${version[$c]} into $dir${slow[$c]:-} ..."
+  tmp="$dir.tmp.$$"
+  rm -rf "$tmp"; mkdir -p "$tmp"
+  start=$SECONDS
+  if (build_component "$c" "$tmp") >&2; then
+    touch "$tmp/.complete"
+    rm -rf "$dir"; mv "$tmp" "$dir"
+    log "built $c ${version[$c]} in $((SECONDS - start))s"
+    dirs[$c]=$dir; built=1
+  else
+    rm -rf "$tmp"
+    if [[ -n ${optional[$c]:-} ]]; then log "warning: optional $c failed to build; continuing without it"; continue; fi
+    log "failed to build $c ${version[$c]}"; failed=1
+  fi
+done
+((failed)) && exit 1
+
+# One PATH-able directory with every binary (symlinks), keyed by the targets.
+links=$(
+  for c in "${components[@]}"; do
+    for b in ${provides[$c]}; do
+      if from_assets "$b"; then printf '%s %s\n' "$b" "$BALLAST_ASSETS/$b"
+      elif [[ -n ${dirs[$c]:-} ]]; then printf '%s %s\n' "$b" "${dirs[$c]}/$b"
+      fi
+    done
+  done
+)
+setkey=$(printf '%s\n' "$links" | sha256sum | cut -c1-10)
+bindir="$cache/bin/ballast-${version[kubernetes]}-$setkey"
+if [[ ! -f $bindir/.complete ]]; then
+  [[ $mode == print ]] && { log "bin dir not assembled yet; run $0"; exit 1; }
+  tmp="$bindir.tmp.$$"; rm -rf "$tmp"; mkdir -p "$tmp"
+  while read -r b target; do ln -s "$target" "$tmp/$b"; done <<<"$links"
+  {
+    for c in "${components[@]}"; do printf '# %s %s\n' "$c" "${version[$c]}"; done
+    printf '%s\n' "$links"
+  } >"$tmp/VERSIONS"
+  touch "$tmp/.complete"
+  rm -rf "$bindir"; mv "$tmp" "$bindir"
+fi
+if [[ $mode == build ]]; then
+  if ((built)); then log "done"; else log "nothing to build: every component was reused"; fi
+fi
+printf '%s\n' "$bindir"
