@@ -26,7 +26,7 @@ cleanup() {
 trap cleanup EXIT INT TERM
 bash tests/cluster/cluster.sh up
 # shellcheck disable=SC1091
-source "$top/build/cluster/env"
+source "${BALLAST_CLUSTER_DIR:-$top/build/cluster}/env"
 
 total_pass=0
 total_fail=0
