@@ -393,8 +393,12 @@ static void job_run_reload(job *j, const config_action *a, job_step step) {
         reload_result res = {.exit_status = -1};
         int r;
 
+        _cleanup_free_ char *dir = NULL;
+
         j->step = step;
-        r = reload_run_action(j->engine->o.reload, a, on_job_reload, j, &j->rj);
+        if (asprintf(&dir, "%s/%s/%s", j->engine->o.root_dir, j->bundle->ns, j->bundle->name) < 0)
+                dir = NULL; /* the variable is a convenience; run without it */
+        r = reload_run_action(j->engine->o.reload, a, dir, on_job_reload, j, &j->rj);
         if (r < 0) {
                 res.r = r;
                 snprintf(res.reason, sizeof(res.reason), "reload '%s' could not be started: %s",

@@ -733,6 +733,7 @@ int fetch_start(fetch *f) {
                         .on_synced = cm_synced,
                         .on_error = kube_error,
                         .userdata = f,
+                        .no_jitter = f->no_jitter,
                 };
                 kube_watch_opts node = {
                         .resource = &KUBE_RESOURCE_NODES,
@@ -741,6 +742,7 @@ int fetch_start(fetch *f) {
                         .on_delete = node_deleted,
                         .on_error = kube_error,
                         .userdata = f,
+                        .no_jitter = f->no_jitter,
                 };
 
                 if (asprintf(&field, "metadata.name=%s", f->node_name) < 0)

@@ -343,26 +343,35 @@ static int on_command_timeout(sd_event_source *s, uint64_t usec, void *userdata)
         return 0;
 }
 
-/* environ without $BALLAST_STAGED_DIR, plus it set to @staged_dir if given. */
-static int build_env(const char *staged_dir, char ***ret) {
+/* environ without $BALLAST_STAGED_DIR and $BALLAST_BUNDLE_DIR, plus them set
+ * to @staged_dir and @bundle_dir when given. */
+static int build_env(const char *staged_dir, const char *bundle_dir, char ***ret) {
         extern char **environ;
-        size_t n = 0, k = 0, plen = strlen(CONFIG_STAGED_ENV);
+        size_t n = 0, k = 0, plen = strlen(CONFIG_STAGED_ENV), blen = strlen(RELOAD_BUNDLE_ENV);
         char **l;
 
         while (environ && environ[n])
                 n++;
-        l = calloc(n + 2, sizeof(char *));
+        l = calloc(n + 3, sizeof(char *));
         if (!l)
                 return -ENOMEM;
         for (size_t i = 0; i < n; i++) {
-                if (strneq(environ[i], CONFIG_STAGED_ENV, plen) && environ[i][plen] == '=')
+                if ((strneq(environ[i], CONFIG_STAGED_ENV, plen) && environ[i][plen] == '=') ||
+                    (strneq(environ[i], RELOAD_BUNDLE_ENV, blen) && environ[i][blen] == '='))
                         continue;
                 l[k] = strdup(environ[i]);
                 if (!l[k])
                         goto oom;
                 k++;
         }
-        if (staged_dir && asprintf(&l[k], "%s=%s", CONFIG_STAGED_ENV, staged_dir) < 0) {
+        if (staged_dir) {
+                if (asprintf(&l[k], "%s=%s", CONFIG_STAGED_ENV, staged_dir) < 0) {
+                        l[k] = NULL;
+                        goto oom;
+                }
+                k++;
+        }
+        if (bundle_dir && asprintf(&l[k], "%s=%s", RELOAD_BUNDLE_ENV, bundle_dir) < 0) {
                 l[k] = NULL;
                 goto oom;
         }
@@ -403,9 +412,9 @@ __attribute__((noreturn)) static void child_exec(char *const *argv, char **envp,
         _exit(127);
 }
 
-int reload_run_command(reload_ctx *c, const char *what, char *const *argv, const char *staged_dir,
-                       uint64_t timeout_usec, reload_done_fn done, void *userdata,
-                       reload_job **ret) {
+static int run_command(reload_ctx *c, const char *what, char *const *argv, const char *staged_dir,
+                       const char *bundle_dir, uint64_t timeout_usec, reload_done_fn done,
+                       void *userdata, reload_job **ret) {
         int pipefd[2];
         reload_job *j;
         pid_t pid;
@@ -418,7 +427,7 @@ int reload_run_command(reload_ctx *c, const char *what, char *const *argv, const
                 return -ENOMEM;
         /* Everything the child needs is allocated here: after fork() in a
          * process with threads (healthd's) only async-signal-safe calls. */
-        r = build_env(staged_dir, &j->envp);
+        r = build_env(staged_dir, bundle_dir, &j->envp);
         if (r < 0)
                 goto fail;
         if (pipe2(pipefd, O_CLOEXEC) < 0) {
@@ -482,8 +491,14 @@ int reload_run_check(reload_ctx *c, const config_action *a, const char *staged_d
         return reload_run_command(c, what, argv, staged_dir, a->timeout_usec, done, userdata, ret);
 }
 
-int reload_run_action(reload_ctx *c, const config_action *a, reload_done_fn done, void *userdata,
-                      reload_job **ret) {
+int reload_run_command(reload_ctx *c, const char *what, char *const *argv, const char *staged_dir,
+                       uint64_t timeout_usec, reload_done_fn done, void *userdata,
+                       reload_job **ret) {
+        return run_command(c, what, argv, staged_dir, NULL, timeout_usec, done, userdata, ret);
+}
+
+int reload_run_action(reload_ctx *c, const config_action *a, const char *bundle_dir,
+                      reload_done_fn done, void *userdata, reload_job **ret) {
         char what[96];
 
         if (!c || !a)
@@ -492,7 +507,8 @@ int reload_run_action(reload_ctx *c, const config_action *a, reload_done_fn done
         if (a->kind == CONFIG_ACTION_SYSTEMD)
                 return reload_run_unit(c, what, a->unit, a->mode, a->timeout_usec, done, userdata,
                                        ret);
-        return reload_run_command(c, what, a->command, NULL, a->timeout_usec, done, userdata, ret);
+        return run_command(c, what, a->command, NULL, bundle_dir, a->timeout_usec, done, userdata,
+                           ret);
 }
 
 /* ---- systemd units ------------------------------------------------------------- */

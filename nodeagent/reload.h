@@ -80,9 +80,14 @@ int reload_run_command(reload_ctx *c, const char *what, char *const *argv, const
 int reload_run_unit(reload_ctx *c, const char *what, const char *unit, config_unit_mode mode,
                     uint64_t timeout_usec, reload_done_fn done, void *userdata, reload_job **ret);
 
-/* Runs action @a's reload: its command or its unit. */
-int reload_run_action(reload_ctx *c, const config_action *a, reload_done_fn done, void *userdata,
-                      reload_job **ret);
+/* The live directory of the bundle being reloaded (ROOT/NAMESPACE/NAME), in a
+ * reload command's environment, so one script can serve several bundles. */
+#define RELOAD_BUNDLE_ENV "BALLAST_BUNDLE_DIR"
+
+/* Runs action @a's reload: its command (with $BALLAST_BUNDLE_DIR set to
+ * @bundle_dir when non-NULL) or its unit. */
+int reload_run_action(reload_ctx *c, const config_action *a, const char *bundle_dir,
+                      reload_done_fn done, void *userdata, reload_job **ret);
 
 /* Runs action @a's check command against @staged_dir: "{staged}" in its
  * arguments becomes @staged_dir, which is also in $BALLAST_STAGED_DIR.

@@ -241,7 +241,7 @@ static void test_check_sees_the_staged_files(void **state) {
         a = load_action(&cfg, "reloadActions:\n  app:\n    command: [/bin/true]\n");
         assert_int_equal(reload_run_check(ctx, a, staged, on_done, &o, NULL), -ENOENT);
         o = (outcome){};
-        assert_int_equal(reload_run_action(ctx, a, on_done, &o, NULL), 0);
+        assert_int_equal(reload_run_action(ctx, a, NULL, on_done, &o, NULL), 0);
         assert_int_equal(loop_run_until(event, &o.done, 10 * USEC_PER_SEC), 0);
         assert_int_equal(o.res.r, 0);
 }
@@ -259,6 +259,26 @@ static void test_staged_env_is_not_leaked_to_reload(void **state) {
         assert_int_equal(loop_run_until(event, &o.done, 10 * USEC_PER_SEC), 0);
         unsetenv(CONFIG_STAGED_ENV);
         assert_int_equal(o.res.r, 0);
+}
+
+static void test_reload_sees_the_bundle_dir(void **state) {
+        _cleanup_(config_freep) agent_config *cfg = NULL;
+        const config_action *a;
+        char yaml[512];
+        outcome o = {};
+
+        /* The action fails unless $BALLAST_BUNDLE_DIR names the bundle. */
+        script("bundle", "test \"$BALLAST_BUNDLE_DIR\" = /etc/ballast/prod/web");
+        snprintf(yaml, sizeof(yaml), "reloadActions:\n  app:\n    command: [%s/bundle]\n", dir);
+        a = load_action(&cfg, yaml);
+        assert_non_null(a);
+        assert_int_equal(reload_run_action(ctx, a, "/etc/ballast/prod/web", on_done, &o, NULL), 0);
+        assert_int_equal(loop_run_until(event, &o.done, 10 * USEC_PER_SEC), 0);
+        assert_int_equal(o.res.r, 0);
+        o = (outcome){};
+        assert_int_equal(reload_run_action(ctx, a, "/elsewhere", on_done, &o, NULL), 0);
+        assert_int_equal(loop_run_until(event, &o.done, 10 * USEC_PER_SEC), 0);
+        assert_int_equal(o.res.r, -EPROTO);
 }
 
 /* ---- systemd through sd-bus, against a fake manager on a private bus -------------- */
@@ -459,6 +479,7 @@ int main(void) {
                                                 teardown),
                 cmocka_unit_test_setup_teardown(test_bad_argv_is_refused, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_check_sees_the_staged_files, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_reload_sees_the_bundle_dir, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_staged_env_is_not_leaked_to_reload, setup,
                                                 teardown),
                 cmocka_unit_test_setup_teardown(test_unit_jobs, setup_bus, teardown_bus),
