@@ -331,6 +331,19 @@ static int on_tick(sd_event_source *s, uint64_t usec, void *userdata) {
         healthd_heartbeat(ag->metrics_srv);
         if (ag->fetch)
                 fetch_update_metrics(ag->fetch);
+        if (ag->kube) {
+                static metric *m;
+                kube_client_stats ks;
+
+                if (!m)
+                        m = metric_register("ballast_agent_kube_requests_total", METRIC_COUNTER,
+                                            "Requests sent to the API server, by verb.");
+                kube_client_get_stats(ag->kube, &ks);
+                metric_set(m, "verb=\"get\"", (double) ks.gets);
+                metric_set(m, "verb=\"watch\"", (double) ks.watches);
+                metric_set(m, "verb=\"other\"",
+                           (double) (ks.posts + ks.puts + ks.patches + ks.deletes));
+        }
         (void) loop_timer_arm(ag->event, &ag->tick, TICK_USEC, on_tick, ag);
         return 0;
 }
