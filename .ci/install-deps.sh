@@ -8,7 +8,7 @@ pkgs=(
         build-essential pkg-config
         libcurl4-openssl-dev libjson-c-dev libyaml-dev libsystemd-dev
         libxml2-dev libssl-dev libmicrohttpd-dev libcmocka-dev
-        clang-format shellcheck openssl curl ca-certificates dbus-daemon
+        clang-format shellcheck openssl curl ca-certificates dbus-daemon jq socat
 )
 
 missing=()
