@@ -13,9 +13,11 @@
 #                     style) instead; a component is built only when DIR lacks
 #                     one of its binaries (then DIR's binaries still win).
 #
-# Usage: build-servers.sh [--print-bindir | --versions | --help]
+# Usage: build-servers.sh [--print-bindir | --prune | --versions | --help]
 #   --print-bindir  print the directory if everything is already built, else
 #                   exit 1 without building.
+#   --prune         build if needed, then delete cached builds other than the
+#                   current ones (except those a running process uses).
 #   --versions      print the pinned versions.
 set -euo pipefail
 
@@ -25,7 +27,7 @@ cache="${BALLAST_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/ballast}"
 go_min=1.26.0
 
 # component | version | binaries it provides
-components=(kubernetes etcd helm3 helm4 versitygw)
+components=(kubernetes etcd versitygw helm3 helm4) # build order: optional helm4 last
 declare -A version=(
   [kubernetes]=v1.36.3
   [etcd]=v3.6.16
@@ -89,7 +91,7 @@ key_for() { # component
   {
     cat "$tools/$1/go.mod" "$tools/$1/go.sum"
     printf '%s\n' "${version[$1]}" "${provides[$1]}" "$(uname -sm)"
-    sed -n '/^ldflags_for()/,/^}/p;/^build_component()/,/^}/p' "$0"
+    sed -n '/^ldflags_for()/,/^}/p;/^go_build_component()/,/^}/p' "$0"
   } | sha256sum | cut -c1-10
 }
 
@@ -113,8 +115,9 @@ check_go() {
   fi
 }
 
-build_component() { # component outdir
-  local c=$1 out=$2 ld v=${version[$1]}
+# The go build commands. Its text (and ldflags_for's) is part of the cache key.
+go_build_component() { # component outdir
+  local c=$1 out=$2 ld
   ld=$(ldflags_for "$c")
   (
     cd "$tools/$c"
@@ -126,20 +129,30 @@ build_component() { # component outdir
         k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
         k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl ;;
     etcd)
-      go build -trimpath -ldflags "$ld" -o "$out/etcd" go.etcd.io/etcd/server/v3
-      go build -trimpath -ldflags "$ld" -o "$out/etcdctl" go.etcd.io/etcd/etcdctl/v3 ;;
+      go build -trimpath -ldflags "$ld" -o "$out/etcd" go.etcd.io/etcd/server/v3 &&
+        go build -trimpath -ldflags "$ld" -o "$out/etcdctl" go.etcd.io/etcd/etcdctl/v3 ;;
     helm3) go build -trimpath -ldflags "$ld" -o "$out/helm" helm.sh/helm/v3/cmd/helm ;;
     helm4) go build -trimpath -ldflags "$ld" -o "$out/helm4" helm.sh/helm/v4/cmd/helm ;;
     versitygw) go build -trimpath -ldflags "$ld" -o "$out/versitygw" github.com/versity/versitygw/cmd/versitygw ;;
     esac
   )
-  # Sanity check: the binaries report the pinned version.
+}
+
+build_component() { # component outdir
+  local c=$1 out=$2 v=${version[$1]}
+  # (set -e is off here: this runs as an "if" condition.)
+  go_build_component "$c" "$out" || return 1
+  # Sanity check: the binaries report the pinned version. (No "| grep -q":
+  # with pipefail, grep exiting first can fail the pipeline with SIGPIPE.)
+  local got
   case $c in
-  kubernetes) "$out/kube-apiserver" --version | grep -qF "$v" || die "kube-apiserver does not report $v" ;;
-  etcd) "$out/etcd" --version | grep -qF "${v#v}" || die "etcd does not report $v" ;;
-  helm3) "$out/helm" version --short | grep -qF "$v" || die "helm does not report $v" ;;
-  helm4) "$out/helm4" version --short | grep -qF "$v" || die "helm4 does not report $v" ;;
+  kubernetes) got=$("$out/kube-apiserver" --version) ;;
+  etcd) got=$("$out/etcd" --version) ;;
+  helm3) got=$("$out/helm" version --short) ;;
+  helm4) got=$("$out/helm4" version --short) ;;
+  versitygw) got=$("$out/versitygw" --version) ;;
   esac
+  [[ $got == *"${v#v}"* ]] || { log "error: $c binaries report '$got', not $v"; return 1; }
 }
 
 # BALLAST_ASSETS provides binary $1?
@@ -155,10 +168,11 @@ needs_cache() {
 
 cache_dir() { printf '%s\n' "$cache/bin/$1-${version[$1]}-$(key_for "$1")"; }
 
-mode=build
+mode=build prune=0
 case ${1:-} in
 '') ;;
 --print-bindir) mode=print ;;
+--prune) prune=1 ;;
 --versions) for c in "${components[@]}"; do printf '%s %s\n' "$c" "${version[$c]}"; done; exit 0 ;;
 -h | --help) usage; exit 0 ;;
 *) usage >&2; exit 2 ;;
@@ -238,5 +252,30 @@ if [[ ! -f $bindir/.complete ]]; then
 fi
 if [[ $mode == build ]]; then
   if ((built)); then log "done"; else log "nothing to build: every component was reused"; fi
+fi
+
+if ((prune)); then
+  # Directories running programs were started from (argv[0] or executable).
+  in_use=$(
+    for p in /proc/[0-9]*; do
+      readlink "$p/exe" 2>/dev/null || true
+      IFS= read -r -d '' a0 2>/dev/null <"$p/cmdline" && printf '%s\n' "$a0"
+    done | sed -n "s|^$cache/bin/\([^/]*\)/.*|\1|p" | sort -u
+  )
+  keep=" ${bindir##*/} "
+  for c in "${!dirs[@]}"; do keep+="${dirs[$c]##*/} "; done
+  for n in $in_use; do
+    keep+="$n "
+    for l in "$cache/bin/$n"/*; do # an in-use bin dir keeps its link targets
+      [[ -L $l ]] && t=$(readlink "$l") && keep+="$(basename "$(dirname "$t")") "
+    done
+  done
+  for d in "$cache"/bin/*/; do
+    d=${d%/}; n=${d##*/}
+    [[ $keep == *" $n "* ]] && continue
+    log "pruning $d"
+    rm -rf "$d"
+  done
+  log "kept: $(tr ' ' '\n' <<<"$keep" | sort -u | xargs)"
 fi
 printf '%s\n' "$bindir"
