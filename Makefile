@@ -68,6 +68,8 @@ include lib/module.mk
 include operator/module.mk
 include nodeagent/module.mk
 include tests/module.mk
+include tests/images/module.mk
+include tests/helm/module.mk
 
 all: $(BINARIES)
 

@@ -9,6 +9,7 @@ pkgs=(
         libcurl4-openssl-dev libjson-c-dev libyaml-dev libsystemd-dev
         libxml2-dev libssl-dev libmicrohttpd-dev libcmocka-dev
         clang-format shellcheck openssl curl ca-certificates dbus-daemon jq socat
+        python3 python3-yaml
 )
 
 missing=()
