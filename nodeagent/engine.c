@@ -396,7 +396,7 @@ static void job_run_reload(job *j, const config_action *a, job_step step) {
         _cleanup_free_ char *dir = NULL;
 
         j->step = step;
-        if (asprintf(&dir, "%s/%s/%s", j->engine->o.root_dir, j->bundle->ns, j->bundle->name) < 0)
+        if (asprintf(&dir, "%s/%s/%s", j->engine->root, j->bundle->ns, j->bundle->name) < 0)
                 dir = NULL; /* the variable is a convenience; run without it */
         r = reload_run_action(j->engine->o.reload, a, dir, on_job_reload, j, &j->rj);
         if (r < 0) {

@@ -83,10 +83,13 @@ KC
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
+# The rendered arguments are read once, at set-up: restarts happen while the
+# API server is down.
 start_operator() { # NAME
         local name=$1 port
         port=$(free_port)
-        mapfile -t args < <(chart_args deploy operator "$name" "")
+        [ -s "$dir/$name.args" ] || chart_args deploy operator "$name" "" >"$dir/$name.args"
+        mapfile -t args <"$dir/$name.args"
         setsid "$BUILD/ballast-operator" "${args[@]}" "--kubeconfig=$dir/operator.kubeconfig" \
                 "--health-addr=127.0.0.1:$port" </dev/null >>"$dir/$name.log" 2>&1 &
         op_pid[$name]=$!
@@ -94,7 +97,8 @@ start_operator() { # NAME
 
 start_agent() { # NODE
         local n=$1
-        mapfile -t args < <(chart_args daemonset agent "" "$n")
+        [ -s "$dir/$n/args" ] || chart_args daemonset agent "" "$n" >"$dir/$n/args"
+        mapfile -t args <"$dir/$n/args"
         setsid "$BUILD/ballast-agent" "${args[@]}" "--config=$dir/agent-config.yaml" \
                 "--kubeconfig=$dir/$n/kubeconfig" "--root-dir=$dir/$n/root" \
                 "--cache-dir=$dir/$n/cache" "--health-addr=127.0.0.1:${agent_port[$n]}" \
@@ -175,7 +179,7 @@ agent:
   pollInterval: 2s
   reloadActions:
     app:
-      command: [/bin/sh, -c, '! grep -rqs BROKEN "\$BALLAST_BUNDLE_DIR"']
+      command: [/bin/sh, -c, '! grep -qs BROKEN "\$BALLAST_BUNDLE_DIR/app.conf"']
       timeout: 10s
 VALUES
 helm install ballast "$E2E_CHART" -n "$opns" --create-namespace -f "$dir/values.yaml" >"$dir/helm.log" ||
