@@ -118,7 +118,10 @@ e2e_leader_kill() {
         [ -n "${op_pid[$holder]:-}" ] || fail "the lease holder '$holder' is not one of ours"
         kill -9 "${op_pid[$holder]}"
         wait "${op_pid[$holder]}" 2>/dev/null || true
-        start_operator "$holder" # back as the standby
+        # Back as the standby, under a new name as a replacement pod would be:
+        # with the old identity it would simply renew its own lease.
+        unset "op_pid[$holder]"
+        start_operator "$holder-r"
 }
 
 cleanup() {
