@@ -621,7 +621,8 @@ static int query_append(char **q, const char *key, const char *value) {
 static int watch_stream_start(kube_watch *w, err_info *e) {
         _cleanup_free_ char *path = NULL, *q = NULL;
         unsigned timeout_sec =
-                WATCH_TIMEOUT_MIN_SEC + (unsigned) random_u64_below(WATCH_TIMEOUT_SPREAD_SEC);
+                WATCH_TIMEOUT_MIN_SEC +
+                (w->backoff.jitter ? (unsigned) random_u64_below(WATCH_TIMEOUT_SPREAD_SEC) : 0);
         kube_raw_opts o;
         int r;
 
@@ -724,6 +725,7 @@ int kube_watch_start(kube_client *c, const kube_watch_opts *o, kube_watch **ret)
         w->backoff = BACKOFF_INIT(o->backoff_base_usec ?: WATCH_BACKOFF_BASE_USEC,
                                   o->backoff_cap_usec ?: WATCH_BACKOFF_CAP_USEC,
                                   WATCH_BACKOFF_RESET_USEC);
+        w->backoff.jitter = !o->no_jitter;
         w->need_list = true;
 
         r = kube_store_new(&w->store);

@@ -399,6 +399,7 @@ typedef struct kube_watch_opts {
         size_t max_event_size;         /* 0: 16 MiB; bigger: error, restart the watch */
         uint64_t backoff_base_usec;    /* 0: 800 ms */
         uint64_t backoff_cap_usec;     /* 0: 30 s */
+        bool no_jitter; /* benchmark baseline only: backoff without jitter, timeoutSeconds 300 */
 
         void (*on_add)(kube_watch *w, json_object *obj, void *userdata);
         void (*on_update)(kube_watch *w, json_object *old_obj, json_object *obj, void *userdata);

@@ -60,3 +60,10 @@ fuzz:
 	mkdir -p build/fuzz/corpus-$(FUZZER) && build/fuzz/$(FUZZER) -max_total_time=$(FUZZ_TIME) build/fuzz/corpus-$(FUZZER) tests/fuzz/corpus/$(FUZZER:fuzz-%=%)
 
 .PHONY: check-fuzz fuzz
+
+# End to end on the local control plane (tests/e2e/local.sh); also part of
+# `make test`. E2E_OUTAGE=60 sets the length of the API-server partition.
+e2e: all
+	@bash tests/e2e/local.sh
+
+.PHONY: e2e

@@ -7,7 +7,8 @@ cd "$(dirname "$0")/.."
 top=$PWD
 jobs=$(nproc 2>/dev/null || echo 2)
 
-step() { printf '\n==== %s\n' "$*"; }
+start=$SECONDS
+step() { printf '\n==== [%dm%02ds] %s\n' $(((SECONDS - start) / 60)) $(((SECONDS - start) % 60)) "$*"; }
 
 step "dependencies"
 bash .ci/install-deps.sh
@@ -61,13 +62,19 @@ step "unit tests"
 run unit make --no-print-directory check
 step "integration tests"
 run integration make --no-print-directory check-integration
+step "Helm chart"
+run helm-test make --no-print-directory helm-test
+step "end to end (the chart installed for real, operator and agents as processes)"
+run e2e make --no-print-directory e2e
+step "container images and their smoke tests"
+run images-smoke make --no-print-directory images-smoke
 
 step "unit + integration tests under AddressSanitizer + UBSan"
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 run asan-unit make --no-print-directory SANITIZER=address,undefined check
 run asan-integration make --no-print-directory SANITIZER=address,undefined check-integration
 
-echo
+step "done"
 if [ ${#failed_suites[@]} -gt 0 ]; then
         echo "make test: FAILED: ${failed_suites[*]}"
         echo "total: $total_pass passed, $total_fail failed"

@@ -57,7 +57,8 @@ static void test_configmap_carries_manifest_and_pointer(void **state) {
         _cleanup_json_ json_object *cm = NULL, *sel = NULL;
         bool in_cm = false;
 
-        assert_int_equal(jsonx_parse("{\"matchLabels\":{\"role\":\"web\"}}", 32, &sel, NULL), 0);
+        const char *sel_json = "{\"matchLabels\":{\"role\":\"web\"}}";
+        assert_int_equal(jsonx_parse(sel_json, strlen(sel_json), &sel, NULL), 0);
         assert_int_equal(publish_build_configmap("ballast-system", "cb-prod.web", &ID, 2, res,
                                                  "bundles/prod/web/x.json", sel, "nginx", &cm,
                                                  &in_cm),
