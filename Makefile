@@ -30,7 +30,7 @@ PKGS := libcurl json-c yaml-0.1 libsystemd libxml-2.0 libcrypto libmicrohttpd
 # pkg-config output is cached in $(BUILD)/config.mk, which depends on the
 # dependency installer: GNU make remakes it (installing what is missing) and
 # restarts before compiling anything.
-NODEPS_GOALS := clean lint cluster-up cluster-down distclean help
+NODEPS_GOALS := clean lint cluster-up cluster-down distclean help demo-down
 ifneq ($(filter-out $(NODEPS_GOALS),$(or $(MAKECMDGOALS),all)),)
 -include $(BUILD)/config.mk
 endif

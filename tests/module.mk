@@ -67,3 +67,12 @@ e2e: all
 	@bash tests/e2e/local.sh
 
 .PHONY: e2e
+
+# The main job on one machine, narrated; leaves it running (see the summary).
+demo: all
+	@bash tests/e2e/demo.sh
+
+demo-down:
+	@bash tests/e2e/demo-down.sh
+
+.PHONY: demo demo-down
