@@ -112,3 +112,8 @@ bench: bench-agent
 
 bench-agent: all
 	@bash tests/bench/bench-agent.sh
+
+# The scenarios of `make e2e` on a kind cluster (needs Docker, kind, internet).
+.PHONY: kind-e2e
+kind-e2e:
+	@bash kind-e2e/run.sh
