@@ -58,6 +58,8 @@ run() {
 }
 failed_suites=()
 
+step "lint (clang-format, layering, shellcheck)"
+run lint make --no-print-directory lint
 step "unit tests"
 run unit make --no-print-directory check
 step "integration tests"
