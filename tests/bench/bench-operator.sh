@@ -20,7 +20,7 @@ resync=20
 
 bash tests/cluster/cluster.sh up >/dev/null
 # shellcheck disable=SC1091
-source build/cluster/env
+source "${BALLAST_CLUSTER_DIR:-build/cluster}/env"
 kubectl apply -f crds/ >/dev/null
 kubectl wait --for condition=established --timeout=60s crd/configbundles.ballast.dev >/dev/null
 
