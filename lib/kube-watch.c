@@ -90,6 +90,18 @@ struct kube_watch {
         kube_watch_stats stats;
 };
 
+/* The store's objects are for reconciling; metadata.managedFields (server-side
+ * apply bookkeeping) is never read by them and can be as large as the rest of
+ * the object, so it is dropped before storing, as controller-runtime users do
+ * with a cache transform. It halves the memory of a store of applied objects. */
+static void drop_managed_fields(json_object *obj) {
+        json_object *meta;
+
+        if (json_object_object_get_ex(obj, "metadata", &meta) &&
+            json_object_is_type(meta, json_type_object))
+                json_object_object_del(meta, "managedFields");
+}
+
 static void watch_free_now(kube_watch *w) {
         sd_event_source_disable_unref(w->timer);
         kube_store_free(w->store);
@@ -280,6 +292,7 @@ static int watch_replace(kube_watch *w, json_object *items) {
                         continue; /* no name: nothing to key it by */
                 if (json_object_object_add(seen, key, NULL) < 0)
                         return -ENOMEM;
+                drop_managed_fields(it);
                 r = kube_store_put(w->store, key, it, &old);
                 if (r < 0)
                         return r;
@@ -417,6 +430,7 @@ static int on_stream_event(kube_event_type type, json_object *obj, void *userdat
         case KUBE_EVENT_MODIFIED:
                 if (kube_object_key(obj, &key) < 0)
                         break;
+                drop_managed_fields(obj);
                 r = kube_store_put(w->store, key, obj, &old);
                 if (r < 0)
                         return r;

@@ -429,7 +429,9 @@ static void job_status(job *j) {
             recorder_emit(c->recorder, j->cr, "Warning", "RenderFailed", "%s", j->render_err) > 0)
                 c->stats.events++;
 
-        if (c->fleet && fleet_has_data(c->fleet) && j->out.revision > 0) {
+        /* With an object store the counts are always there (0 until agents
+         * report), so the first fleet pass doesn't rewrite every status. */
+        if (c->fleet && j->out.revision > 0) {
                 j->out.has_counts = true;
                 fleet_counts(c->fleet, j->key, j->out.digest, &j->out.matched, &j->out.applied,
                              &j->out.failed);
