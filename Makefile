@@ -70,6 +70,7 @@ include nodeagent/module.mk
 include tests/module.mk
 include tests/images/module.mk
 include tests/helm/module.mk
+include tests/bench/module.mk
 
 all: $(BINARIES)
 
