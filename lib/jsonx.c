@@ -1,8 +1,11 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 
 #include <inttypes.h>
+#include <limits.h>
 #include <stdio.h>
 #include <string.h>
+
+#include <json-c/printbuf.h>
 
 #include "jsonx.h"
 
@@ -247,11 +250,43 @@ static int key_cmp(const void *a, const void *b) {
         return strcmp(*(const char *const *) a, *(const char *const *) b);
 }
 
+/* The userdata that marks a raw value. yamlx reads positions from userdata
+ * tagged with its own magic number, which this is not. */
+static const uint32_t raw_tag[4];
+
+static int raw_to_string(json_object *o, struct printbuf *pb, int level, int flags) {
+        (void) level;
+        (void) flags;
+        return printbuf_memappend(pb, json_object_get_string(o), json_object_get_string_len(o));
+}
+
+json_object *jsonx_new_raw(const char *text, size_t len) {
+        json_object *o;
+
+        if (len > INT_MAX)
+                return NULL;
+        o = json_object_new_string_len(text, (int) len);
+        if (o)
+                json_object_set_serializer(o, raw_to_string, (void *) raw_tag, NULL);
+        return o;
+}
+
+const char *jsonx_raw_text(json_object *o) {
+        if (!o || !json_object_is_type(o, json_type_string) ||
+            json_object_get_userdata(o) != (void *) raw_tag)
+                return NULL;
+        return json_object_get_string(o);
+}
+
 static int canonical_write(buf *b, json_object *o, unsigned depth) {
         char num[64];
 
         if (depth > 1000)
                 return -ELOOP;
+        if (jsonx_raw_text(o)) {
+                buf_append(b, json_object_get_string(o), (size_t) json_object_get_string_len(o));
+                return 0;
+        }
 
         switch (json_object_get_type(o)) {
         case json_type_null:

@@ -37,6 +37,15 @@ int jsonx_parse(const char *data, size_t len, json_object **ret, err_info *ret_e
  * caller. Byte-identical for equal trees; used for content digests. */
 int jsonx_to_canonical(json_object *o, char **ret, size_t *ret_len);
 
+/* A value that is already canonical JSON text (@len bytes, copied), kept as
+ * one json-c string instead of a tree: jsonx_to_canonical() and json-c's own
+ * serializers emit the text verbatim. A tree costs ~800 bytes per JSON
+ * object in json-c; caches of many small documents keep them this way.
+ * jsonx_raw_text() returns the text of a raw value, NULL for anything else.
+ * The caller vouches that the text is canonical JSON. */
+json_object *jsonx_new_raw(const char *text, size_t len);
+const char *jsonx_raw_text(json_object *o);
+
 /* Deep copy of @o into *@ret (a new reference; NULL for a NULL @o). Unlike
  * json_object_deep_copy(), it also copies trees made by yamlx_parse() (whose
  * nodes carry source positions as userdata); the copy has no positions.

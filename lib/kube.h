@@ -362,16 +362,33 @@ typedef struct kube_store kube_store;
 /* Returns a borrowed pointer to the object under @key ("namespace/name", or
  * "name" when cluster-scoped), or NULL. It stays valid until the store next
  * changes, i.e. until control returns to the event loop or the watch is
- * freed; json_object_get() it to keep it longer. Objects in the store must be
- * treated as read-only. */
+ * freed; json_object_get() it to keep it longer. In a compact store it is a
+ * parsed copy that stays valid only until the next kube_store_get() on the
+ * same store. Objects in the store must be treated as read-only. */
 json_object *kube_store_get(kube_store *s, const char *key);
+/* The same as a new reference (put it when done), in either kind of store. */
+json_object *kube_store_ref(kube_store *s, const char *key);
+bool kube_store_contains(kube_store *s, const char *key);
 size_t kube_store_count(kube_store *s);
+
+/* Makes @s keep objects as serialized JSON (about a tenth of json-c's
+ * in-memory size) after passing each through @transform, if given, which
+ * returns a new reference to what should be stored (for example the object
+ * without fields its owner never reads; keep metadata.resourceVersion, the
+ * watch compares it) or NULL on allocation failure. Readers then get parsed
+ * copies. Call it while the store is empty (-EBUSY otherwise), e.g. right
+ * after kube_watch_start(): the first list arrives from the event loop. */
+typedef json_object *(*kube_store_transform_fn)(json_object *obj, void *userdata);
+int kube_store_set_compact(kube_store *s, kube_store_transform_fn transform, void *userdata);
 
 /* Calls @fn for each object (in no particular order) until it returns
  * non-zero, which is then returned. @fn must not change the store (it cannot
  * run the event loop). */
 int kube_store_foreach(kube_store *s, int (*fn)(const char *key, json_object *obj, void *userdata),
                        void *userdata);
+/* The same for the keys alone (no parsing in a compact store). */
+int kube_store_foreach_key(kube_store *s, int (*fn)(const char *key, void *userdata),
+                           void *userdata);
 
 /* For code that keeps a store of its own. kube_store_put() takes a reference
  * on @obj (the caller keeps its own) and returns the previous object (whose

@@ -16,6 +16,8 @@
 #include "status.h"
 #include "workqueue.h"
 
+#define LAST_APPLIED_ANNOTATION "kubectl.kubernetes.io/last-applied-configuration"
+
 const kube_resource RESOURCE_CONFIGBUNDLES = {
         .group = "ballast.dev",
         .version = "v1alpha1",
@@ -166,10 +168,8 @@ static int index_entry_for(job *j, json_object **ret) {
 
 /* True if @ix already stores @entry for @key: an unchanged bundle then costs
  * no index write and no wait for one. */
-static bool index_holds(bundle_index *ix, const char *key, json_object *entry) {
-        json_object *old = index_get(ix, key);
-
-        return old && json_object_equal(old, entry) && index_is_persisted(ix);
+static bool index_holds_persisted(bundle_index *ix, const char *key, json_object *entry) {
+        return index_holds(ix, key, entry) && index_is_persisted(ix);
 }
 
 static void store_index_update(job *j) {
@@ -177,7 +177,7 @@ static void store_index_update(job *j) {
         int r;
 
         r = index_entry_for(j, &entry);
-        if (r >= 0 && index_holds(j->ctl->store_index, j->key, entry)) {
+        if (r >= 0 && index_holds_persisted(j->ctl->store_index, j->key, entry)) {
                 json_object_put(entry);
                 j->out.store = TARGET_OK;
                 step_done(j);
@@ -277,7 +277,7 @@ static void cm_index_update(job *j) {
         int r;
 
         r = index_entry_for(j, &entry);
-        if (r >= 0 && index_holds(j->ctl->cm_index, j->key, entry)) {
+        if (r >= 0 && index_holds_persisted(j->ctl->cm_index, j->key, entry)) {
                 json_object_put(entry);
                 j->out.cm = TARGET_OK;
                 step_done(j);
@@ -477,7 +477,7 @@ static void job_status(job *j) {
  * new one must exceed, so agents never see a revision go backwards; one of
  * this uid newer than the status means the status write was lost. */
 static void consult_index(bundle_index *ix, job *j, int64_t *floor, int64_t *rev,
-                          const char **digest) {
+                          char digest[static RENDER_DIGEST_SIZE]) {
         json_object *e = ix ? index_get(ix, j->key) : NULL;
         int64_t er;
 
@@ -488,7 +488,7 @@ static void consult_index(bundle_index *ix, job *j, int64_t *floor, int64_t *rev
                 *floor = MAX(*floor, er);
         else if (er > *rev) {
                 *rev = er;
-                *digest = jsonx_get_string(e, "digest");
+                snprintf(digest, RENDER_DIGEST_SIZE, "%s", strempty(jsonx_get_string(e, "digest")));
         }
 }
 
@@ -496,18 +496,19 @@ static int job_render(job *j) {
         controller *c = j->ctl;
         json_object *spec = jsonx_get(j->cr, "spec"), *old_status = jsonx_get(j->cr, "status");
         int64_t rev = jsonx_get_int(old_status, "revision", 0), floor = 0;
-        const char *digest = jsonx_get_string(old_status, "digest");
+        char digest[RENDER_DIGEST_SIZE];
         err_info e;
         int r;
 
-        consult_index(c->store_index_loaded ? c->store_index : NULL, j, &floor, &rev, &digest);
-        consult_index(c->cm_index_loaded ? c->cm_index : NULL, j, &floor, &rev, &digest);
+        snprintf(digest, sizeof(digest), "%s", strempty(jsonx_get_string(old_status, "digest")));
+        consult_index(c->store_index_loaded ? c->store_index : NULL, j, &floor, &rev, digest);
+        consult_index(c->cm_index_loaded ? c->cm_index : NULL, j, &floor, &rev, digest);
         j->out.suspended = jsonx_get_bool(spec, "suspend", false);
 
         err_info_clear(&e);
         if (rev >= 1) {
                 r = render_bundle(spec, &j->id, rev, &j->rendered, &e);
-                if (r >= 0 && digest && streq(j->rendered->digest, digest)) {
+                if (r >= 0 && streq(j->rendered->digest, digest)) {
                         j->out.revision = rev;
                         j->out.rendered = true;
                         return 0; /* unchanged */
@@ -721,7 +722,7 @@ static void job_cleanup(job *j) {
                 if (!c->store_index_loaded) {
                         job_fail(j, -EAGAIN); /* retried once the index is readable */
                         step_done(j);
-                } else if (!index_get(c->store_index, j->key))
+                } else if (!index_contains(c->store_index, j->key))
                         step_done(j);
                 else {
                         index_remove(c->store_index, j->key);
@@ -731,7 +732,7 @@ static void job_cleanup(job *j) {
                         }
                 }
         }
-        if (index_get(c->cm_index, j->key)) {
+        if (index_contains(c->cm_index, j->key)) {
                 j->pending++;
                 index_remove(c->cm_index, j->key);
                 if (index_sync(c->cm_index, on_cm_index_synced, j) < 0) {
@@ -739,7 +740,7 @@ static void job_cleanup(job *j) {
                         step_done(j);
                 }
         }
-        if (kube_store_get(kube_watch_get_store(c->cm_watch), cm_key)) {
+        if (kube_store_contains(kube_watch_get_store(c->cm_watch), cm_key)) {
                 j->pending++;
                 r = kube_delete_object(c->kube, &KUBE_RESOURCE_CONFIGMAPS, c->namespace, j->cm_name,
                                        NULL, on_cm_deleted, j, &j->cm_req);
@@ -855,28 +856,43 @@ static void maybe_start_reconciling(controller *c) {
         workqueue_set_paused(c->queue, !ready);
 }
 
-static int enqueue_cr(const char *key, json_object *obj, void *userdata) {
+/* What the ConfigBundle cache keeps: all but kubectl's copy of the last
+ * applied object, which doubles the size of every bundle created with
+ * `kubectl apply` and is never read here. */
+static json_object *cr_slim(json_object *cr, void *userdata) {
+        json_object *ann = jsonx_get(cr, "metadata.annotations"), *copy = NULL;
+
+        (void) userdata;
+        if (!json_object_object_get_ex(ann, LAST_APPLIED_ANNOTATION, NULL))
+                return json_object_get(cr);
+        if (json_object_deep_copy(cr, &copy, NULL) < 0)
+                return NULL;
+        json_object_object_del(jsonx_get(copy, "metadata.annotations"), LAST_APPLIED_ANNOTATION);
+        return copy;
+}
+
+static int enqueue_cr(const char *key, void *userdata) {
         controller *c = userdata;
 
         (void) workqueue_add(c->queue, key);
         return 0;
 }
 
-static int enqueue_orphan(const char *key, json_object *entry, void *userdata) {
+static int enqueue_orphan(const char *key, void *userdata) {
         controller *c = userdata;
 
-        if (!kube_store_get(kube_watch_get_store(c->cr_watch), key))
+        if (!kube_store_contains(kube_watch_get_store(c->cr_watch), key))
                 (void) workqueue_add(c->queue, key);
         return 0;
 }
 
 /* Every bundle, and every index entry whose bundle no longer exists. */
 static void enqueue_all(controller *c) {
-        kube_store_foreach(kube_watch_get_store(c->cr_watch), enqueue_cr, c);
+        kube_store_foreach_key(kube_watch_get_store(c->cr_watch), enqueue_cr, c);
         if (c->cm_index_loaded)
-                index_foreach(c->cm_index, enqueue_orphan, c);
+                index_foreach_key(c->cm_index, enqueue_orphan, c);
         if (c->store_index_loaded)
-                index_foreach(c->store_index, enqueue_orphan, c);
+                index_foreach_key(c->store_index, enqueue_orphan, c);
 }
 
 static void on_cr_synced(kube_watch *w, void *userdata) {
@@ -1202,6 +1218,14 @@ int controller_start(controller *c) {
         if (r < 0)
                 return r;
         r = kube_watch_start(c->kube, &cm, &c->cm_watch);
+        if (r < 0)
+                return r;
+        /* Both caches as text: see kube_store_set_compact(). */
+        r = kube_store_set_compact(kube_watch_get_store(c->cr_watch), cr_slim, NULL);
+        if (r < 0)
+                return r;
+        r = kube_store_set_compact(kube_watch_get_store(c->cm_watch), publish_configmap_summary,
+                                   NULL);
         if (r < 0)
                 return r;
         if (c->opts.resync_usec)

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 
+#include "hash.h"
 #include "index.h"
 #include "jsonx.h"
 #include "loop.h"
@@ -15,7 +16,10 @@ struct bundle_index {
         index_sink_fn sink;
         void *sink_userdata;
         uint64_t coalesce_usec;
-        json_object *bundles; /* "NS/NAME" -> entry */
+        /* "NS/NAME" -> entry, as canonical text (jsonx_new_raw()): a tree
+         * would cost ~3 KiB an entry in json-c, the text ~350 bytes. */
+        json_object *bundles;
+        json_object *scratch; /* what index_get() last returned */
         bool hold;
         bool dirty; /* changed since the last write started */
 
@@ -23,7 +27,10 @@ struct bundle_index {
         waiter *inflight; /* waiting for the write in flight */
         bool writing;
         char *writing_data; /* the bytes in flight */
-        char *last_written; /* the bytes of the last successful write */
+        /* sha256 of the bytes of the last successful write (or load); the
+         * bytes themselves would double the index's memory. */
+        char last_written[HASH_SHA256_HEX_LEN + 1];
+        bool have_last_written;
         sd_event_source *timer;
         sd_event_source *defer; /* completes no-op syncs outside index_sync() */
         uint64_t writes;
@@ -51,13 +58,12 @@ static void on_written(bundle_index *ix, int r, const err_info *err) {
         waiter *done = TAKE_PTR(ix->inflight);
 
         ix->writing = false;
-        if (r >= 0) {
-                free(ix->last_written);
-                ix->last_written = TAKE_PTR(ix->writing_data);
-        } else {
-                ix->writing_data = mfree(ix->writing_data);
+        if (r >= 0)
+                ix->have_last_written = hash_sha256_hex(ix->writing_data, strlen(ix->writing_data),
+                                                        ix->last_written) >= 0;
+        else
                 ix->dirty = true; /* what was set is not stored anywhere */
-        }
+        ix->writing_data = mfree(ix->writing_data);
         schedule_write(ix);
         waiters_complete(done, r, err);
 }
@@ -65,6 +71,7 @@ static void on_written(bundle_index *ix, int r, const err_info *err) {
 static int on_timer(sd_event_source *s, uint64_t usec, void *userdata) {
         bundle_index *ix = userdata;
         _cleanup_free_ char *data = NULL;
+        char sha[HASH_SHA256_HEX_LEN + 1];
         size_t len = 0;
         err_info e;
         int r;
@@ -72,13 +79,15 @@ static int on_timer(sd_event_source *s, uint64_t usec, void *userdata) {
         if (ix->writing || ix->hold || !ix->pending)
                 return 0;
         r = index_serialize(ix, &data, &len);
+        if (r >= 0)
+                r = hash_sha256_hex(data, len, sha);
         if (r < 0) {
                 err_info_set(&e, r, "cannot serialize the index");
                 waiters_complete(TAKE_PTR(ix->pending), r, &e);
                 return 0;
         }
         ix->dirty = false;
-        if (ix->last_written && streq(ix->last_written, data)) {
+        if (ix->have_last_written && streq(ix->last_written, sha)) {
                 /* Nothing changed since the last successful write. */
                 waiters_complete(TAKE_PTR(ix->pending), 0, NULL);
                 return 0;
@@ -128,15 +137,15 @@ bundle_index *index_free(bundle_index *ix) {
         sd_event_source_disable_unref(ix->timer);
         sd_event_source_disable_unref(ix->defer);
         json_object_put(ix->bundles);
+        json_object_put(ix->scratch);
         free(ix->writing_data);
-        free(ix->last_written);
         sd_event_unref(ix->event);
         free(ix);
         return NULL;
 }
 
 int index_load(bundle_index *ix, const char *data, size_t len, err_info *ret_err) {
-        _cleanup_json_ json_object *doc = NULL;
+        _cleanup_json_ json_object *doc = NULL, *raw = NULL;
         json_object *bundles;
         int r;
 
@@ -155,50 +164,99 @@ int index_load(bundle_index *ix, const char *data, size_t len, err_info *ret_err
                         return err_info_set(ret_err, -EBADMSG,
                                             "index entry '%s' has no positive revision", key);
         }
+        raw = json_object_new_object();
+        if (!raw)
+                return -ENOMEM;
+        json_object_object_foreach(bundles, k, v) {
+                _cleanup_free_ char *text = NULL;
+                json_object *t;
+                size_t n;
+
+                r = jsonx_to_canonical(v, &text, &n);
+                if (r < 0)
+                        return r;
+                t = jsonx_new_raw(text, n);
+                if (!t || json_object_object_add(raw, k, t) < 0)
+                        return -ENOMEM;
+        }
         json_object_put(ix->bundles);
-        ix->bundles = json_object_get(bundles);
-        free(ix->last_written);
-        ix->last_written = strndup(data, len);
+        ix->bundles = TAKE_PTR(raw);
+        ix->have_last_written = hash_sha256_hex(data, len, ix->last_written) >= 0;
         ix->dirty = false;
         return 0;
 }
 
-int index_set(bundle_index *ix, const char *key, json_object *entry) {
-        json_object *old = index_get(ix, key);
+/* The stored text of the entry for @key, or NULL. */
+static json_object *stored(bundle_index *ix, const char *key) {
+        json_object *v;
 
-        if (old && json_object_equal(old, entry)) {
-                json_object_put(entry);
+        return json_object_object_get_ex(ix->bundles, key, &v) ? v : NULL;
+}
+
+int index_set(bundle_index *ix, const char *key, json_object *entry) {
+        _cleanup_json_ json_object *owned = entry;
+        _cleanup_free_ char *text = NULL;
+        json_object *old = stored(ix, key), *t;
+        size_t n;
+        int r;
+
+        r = jsonx_to_canonical(entry, &text, &n);
+        if (r < 0)
+                return r;
+        if (old && streq(json_object_get_string(old), text))
                 return 0;
-        }
+        t = jsonx_new_raw(text, n);
+        if (!t)
+                return -ENOMEM;
         ix->dirty = true;
-        return json_object_object_add(ix->bundles, key, entry) < 0 ? -ENOMEM : 0;
+        return json_object_object_add(ix->bundles, key, t) < 0 ? -ENOMEM : 0;
 }
 
 void index_remove(bundle_index *ix, const char *key) {
-        if (!index_get(ix, key))
+        if (!stored(ix, key))
                 return;
         ix->dirty = true;
         json_object_object_del(ix->bundles, key);
 }
 
 bool index_is_persisted(const bundle_index *ix) {
-        return !ix->dirty && !ix->writing && ix->last_written;
+        return !ix->dirty && !ix->writing && ix->have_last_written;
 }
 
 json_object *index_get(bundle_index *ix, const char *key) {
-        json_object *v;
+        json_object *v = stored(ix, key);
 
-        return json_object_object_get_ex(ix->bundles, key, &v) ? v : NULL;
+        if (!v)
+                return NULL;
+        json_object_put(ix->scratch);
+        ix->scratch = json_tokener_parse(json_object_get_string(v));
+        return ix->scratch;
+}
+
+bool index_contains(bundle_index *ix, const char *key) {
+        return stored(ix, key);
+}
+
+bool index_holds(bundle_index *ix, const char *key, json_object *entry) {
+        _cleanup_free_ char *text = NULL;
+        json_object *v = stored(ix, key);
+
+        if (!v || jsonx_to_canonical(entry, &text, NULL) < 0)
+                return false;
+        return streq(json_object_get_string(v), text);
 }
 
 size_t index_count(bundle_index *ix) {
         return (size_t) json_object_object_length(ix->bundles);
 }
 
-int index_foreach(bundle_index *ix, int (*fn)(const char *key, json_object *entry, void *userdata),
-                  void *userdata) {
+int index_foreach_key(bundle_index *ix, int (*fn)(const char *key, void *userdata),
+                      void *userdata) {
         json_object_object_foreach(ix->bundles, key, entry) {
-                int r = fn(key, entry, userdata);
+                int r;
+
+                (void) entry;
+                r = fn(key, userdata);
 
                 if (r != 0)
                         return r;

@@ -55,13 +55,17 @@ int index_load(bundle_index *ix, const char *data, size_t len, err_info *ret_err
 int index_set(bundle_index *ix, const char *key, json_object *entry);
 void index_remove(bundle_index *ix, const char *key);
 
-/* Borrowed entry, or NULL. */
+/* The entry for "NS/NAME", parsed, or NULL. Entries are kept as canonical
+ * text, so this is a copy: borrowed, valid until the next index_get() on
+ * @ix. */
 json_object *index_get(bundle_index *ix, const char *key);
+bool index_contains(bundle_index *ix, const char *key);
+/* True if the entry for @key equals @entry (borrowed). */
+bool index_holds(bundle_index *ix, const char *key, json_object *entry);
 size_t index_count(bundle_index *ix);
 
 /* Calls @fn for each key until it returns non-zero. */
-int index_foreach(bundle_index *ix, int (*fn)(const char *key, json_object *entry, void *userdata),
-                  void *userdata);
+int index_foreach_key(bundle_index *ix, int (*fn)(const char *key, void *userdata), void *userdata);
 
 /* Asks for a write including the current state; @done is called later (never
  * from inside this call). While writes are held (index_set_hold()), syncs

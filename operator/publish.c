@@ -199,6 +199,73 @@ static bool has_no_stale_own_keys(json_object *want, json_object *have) {
         return true;
 }
 
+/* "sha256:HEX" of @v's string, into @buf. */
+static int value_digest(json_object *v, char buf[static 7 + HASH_SHA256_HEX_LEN + 1]) {
+        memcpy(buf, "sha256:", 7);
+        return hash_sha256_hex(json_object_get_string(v), (size_t) json_object_get_string_len(v),
+                               buf + 7);
+}
+
+json_object *publish_configmap_summary(json_object *cm, void *userdata) {
+        _cleanup_json_ json_object *sum = NULL;
+        json_object *meta, *labels, *ann, *data, *have;
+        const char *keep[] = {"name", "namespace", "resourceVersion", "uid"};
+
+        (void) userdata;
+        /* The index ConfigMap is read back whole (index_load()); there is one. */
+        if (!json_object_object_get_ex(jsonx_get(cm, "metadata.labels"), PUBLISH_LABEL_BUNDLE,
+                                       NULL))
+                return json_object_get(cm);
+        sum = json_object_new_object();
+        meta = json_object_new_object();
+        data = json_object_new_object();
+        if (!sum || !meta || !data) {
+                json_object_put(meta);
+                json_object_put(data);
+                return NULL;
+        }
+        json_object_object_add(sum, PUBLISH_SUMMARY_MARK, json_object_new_boolean(true));
+        json_object_object_add(sum, "metadata", meta);
+        json_object_object_add(sum, "data", data);
+        for (size_t i = 0; i < ELEMENTSOF(keep); i++)
+                if (json_object_object_get_ex(jsonx_get(cm, "metadata"), keep[i], &have))
+                        json_object_object_add(meta, keep[i], json_object_get(have));
+        labels = jsonx_get(cm, "metadata.labels");
+        if (labels)
+                json_object_object_add(meta, "labels", json_object_get(labels));
+        ann = json_object_new_object();
+        if (!ann)
+                return NULL;
+        json_object_object_add(meta, "annotations", ann);
+        json_object_object_foreach(jsonx_get(cm, "metadata.annotations"), k,
+                                   v) if (startswith(k, "ballast.dev/"))
+                json_object_object_add(ann, k, json_object_get(v));
+        json_object_object_foreach(jsonx_get(cm, "data"), dk, dv) {
+                char digest[7 + HASH_SHA256_HEX_LEN + 1];
+
+                if (value_digest(dv, digest) < 0)
+                        return NULL;
+                json_object_object_add(data, dk, json_object_new_string(digest));
+        }
+        return TAKE_PTR(sum);
+}
+
+/* True if @have holds the data of @want: the same values, or in a summary
+ * their digests. */
+static bool data_matches(json_object *want, json_object *have, bool summary) {
+        if (!summary)
+                return is_subset(want, have);
+        json_object_object_foreach(want, k, v) {
+                char digest[7 + HASH_SHA256_HEX_LEN + 1];
+                json_object *h;
+
+                if (!json_object_object_get_ex(have, k, &h) || value_digest(v, digest) < 0 ||
+                    !streq(strempty(json_object_get_string(h)), digest))
+                        return false;
+        }
+        return true;
+}
+
 bool publish_configmap_is_current(json_object *existing, json_object *desired) {
         json_object *ed = jsonx_get(existing, "data"), *dd = jsonx_get(desired, "data");
 
@@ -206,7 +273,7 @@ bool publish_configmap_is_current(json_object *existing, json_object *desired) {
                 return false;
         /* Data must match exactly (a stale extra key would confuse readers). */
         if (json_object_object_length(dd) != (ed ? json_object_object_length(ed) : 0) ||
-            !is_subset(dd, ed))
+            !data_matches(dd, ed, json_object_object_get_ex(existing, PUBLISH_SUMMARY_MARK, NULL)))
                 return false;
         return is_subset(jsonx_get(desired, "metadata.labels"),
                          jsonx_get(existing, "metadata.labels")) &&

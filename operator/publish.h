@@ -71,7 +71,17 @@ int publish_build_configmap(const char *cm_ns, const char *cm_name, const render
 int publish_build_index_configmap(const char *cm_ns, const char *index_json, size_t len,
                                   json_object **ret);
 
-/* True if @existing (a ConfigMap from the API server, may be NULL) already
- * carries the labels, annotations and data of @desired, so no write is
- * needed. Extra labels or annotations others added don't matter. */
+/* True if @existing (a ConfigMap from the API server or its summary, may be
+ * NULL) already carries the labels, annotations and data of @desired, so no
+ * write is needed. Extra labels or annotations others added don't matter. */
 bool publish_configmap_is_current(json_object *existing, json_object *desired);
+
+/* What the operator's ConfigMap cache keeps of a bundle ConfigMap (a
+ * kube_store_transform_fn): name, namespace, resourceVersion, uid, labels,
+ * the "ballast.dev/" annotations, and each data value as "sha256:HEX" of
+ * it, marked with PUBLISH_SUMMARY_MARK; publish_configmap_is_current() then
+ * compares digests. Manifests of up to 900 KiB each are not worth caching
+ * whole. Other ConfigMaps (the index) are kept as they are. New reference,
+ * or NULL when out of memory. */
+#define PUBLISH_SUMMARY_MARK "ballast.dev/summary"
+json_object *publish_configmap_summary(json_object *cm, void *userdata);

@@ -23,6 +23,7 @@
 #define RENDER_MAX_FILES         256
 #define RENDER_MAX_FILE_SIZE     (1024 * 1024)     /* one rendered file */
 #define RENDER_MAX_MANIFEST_SIZE (8 * 1024 * 1024) /* the whole canonical manifest */
+#define RENDER_DIGEST_SIZE       (7 + 64 + 1)      /* "sha256:", hex, NUL */
 
 typedef struct render_identity {
         const char *namespace;
@@ -33,7 +34,7 @@ typedef struct render_identity {
 typedef struct render_result {
         char *manifest; /* canonical JSON, NUL-terminated, owned */
         size_t manifest_len;
-        char digest[7 + 64 + 1]; /* "sha256:" + hex of the manifest */
+        char digest[RENDER_DIGEST_SIZE]; /* "sha256:" + hex of the manifest */
         unsigned n_files;
         size_t content_size; /* sum of file sizes */
 } render_result;

@@ -204,6 +204,19 @@ static void test_load_validates_and_is_not_rewritten(void **state) {
         assert_int_equal(index_load(f->ix, good, strlen(good), &e), 0);
         assert_int_equal(index_count(f->ix), 1);
         assert_int_equal(jsonx_get_int(index_get(f->ix, "ns/a"), "revision", 0), 4);
+        assert_true(index_contains(f->ix, "ns/a"));
+        assert_false(index_contains(f->ix, "ns/b"));
+        {
+                /* Entries compare by content, whatever the key order. */
+                _cleanup_json_ json_object *same = json_tokener_parse(
+                                                   "{\"revision\":4,\"digest\":\"sha256:00\"}"),
+                                           *newer = json_tokener_parse(
+                                                   "{\"revision\":5,\"digest\":\"sha256:00\"}");
+
+                assert_true(index_holds(f->ix, "ns/a", same));
+                assert_false(index_holds(f->ix, "ns/a", newer));
+                assert_false(index_holds(f->ix, "ns/b", same));
+        }
         index_sync(f->ix, synced, &c);
         run(f, 60 * USEC_PER_MSEC);
         assert_int_equal(c.ok, 1);

@@ -214,6 +214,26 @@ static void test_deep_copy(void **state) {
         assert_null(none);
 }
 
+/* A raw value is emitted verbatim, by ours and by json-c's serializer,
+ * and only a raw value has raw text. */
+static void test_raw_values(void **state) {
+        _cleanup_json_ json_object *doc = json_object_new_object(), *plain = NULL;
+        _cleanup_free_ char *out = NULL;
+        const char *text = "{\"a\":[1,2],\"b\":\"x/y\"}";
+
+        json_object_object_add(doc, "z", json_object_new_int(1));
+        json_object_object_add(doc, "e", jsonx_new_raw(text, strlen(text)));
+        assert_int_equal(jsonx_to_canonical(doc, &out, NULL), 0);
+        assert_string_equal(out, "{\"e\":{\"a\":[1,2],\"b\":\"x/y\"},\"z\":1}");
+        assert_string_equal(json_object_to_json_string_ext(doc, JSON_C_TO_STRING_PLAIN),
+                            "{\"z\":1,\"e\":{\"a\":[1,2],\"b\":\"x/y\"}}");
+        assert_string_equal(jsonx_raw_text(json_object_object_get(doc, "e")), text);
+        plain = json_object_new_string(text);
+        assert_null(jsonx_raw_text(plain));
+        assert_null(jsonx_raw_text(json_object_object_get(doc, "z")));
+        assert_null(jsonx_raw_text(NULL));
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_get),
@@ -223,6 +243,7 @@ int main(void) {
                 cmocka_unit_test(test_canonical_escaping),
                 cmocka_unit_test(test_canonical_scalars),
                 cmocka_unit_test(test_deep_copy),
+                cmocka_unit_test(test_raw_values),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);

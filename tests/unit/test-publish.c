@@ -125,12 +125,56 @@ static void test_is_current(void **state) {
         assert_false(publish_configmap_is_current(have, want));
 }
 
+/* The operator caches summaries: digests instead of manifests. The same
+ * answers as for the whole object. */
+static void test_is_current_on_summaries(void **state) {
+        _cleanup_(render_result_freep) render_result *res = render("v1");
+        _cleanup_json_ json_object *want = NULL, *have = NULL, *sum = NULL, *other = NULL,
+                                   *no_reload = NULL, *forged = NULL, *ix = NULL, *ix_sum = NULL;
+        char expect[80];
+
+        publish_build_configmap("ns", "cb", &ID, 2, res, "k", NULL, "nginx", &want, NULL);
+        json_object_deep_copy(want, &have, NULL);
+        json_object_object_add(jsonx_get(have, "metadata"), "resourceVersion",
+                               json_object_new_string("42"));
+        json_object_object_add(jsonx_get(have, "metadata.annotations"), "someone/else",
+                               json_object_new_string("x"));
+        sum = publish_configmap_summary(have, NULL);
+        assert_non_null(sum);
+        /* No manifest, only its digest; others' annotations dropped. */
+        /* The manifest's digest is the bundle digest: sha256 of those bytes. */
+        snprintf(expect, sizeof(expect), "%s", res->digest);
+        assert_string_equal(strempty(json_object_get_string(json_object_object_get(
+                                    jsonx_get(sum, "data"), PUBLISH_MANIFEST_DATA_KEY))),
+                            expect);
+        assert_string_equal(jsonx_get_string(sum, "metadata.resourceVersion"), "42");
+        assert_null(json_object_object_get(jsonx_get(sum, "metadata.annotations"), "someone/else"));
+        assert_true(publish_configmap_is_current(sum, want));
+
+        publish_build_configmap("ns", "cb", &ID, 3, res, "k", NULL, "nginx", &other, NULL);
+        assert_false(publish_configmap_is_current(sum, other));
+        publish_build_configmap("ns", "cb", &ID, 2, res, "k", NULL, NULL, &no_reload, NULL);
+        assert_false(publish_configmap_is_current(sum, no_reload));
+        /* A data value that equals the digest, in an object that is not a
+         * summary, is not taken for one. */
+        json_object_deep_copy(want, &forged, NULL);
+        json_object_object_add(jsonx_get(forged, "data"), PUBLISH_MANIFEST_DATA_KEY,
+                               json_object_new_string(expect));
+        assert_false(publish_configmap_is_current(forged, want));
+
+        /* The index ConfigMap is kept whole. */
+        assert_int_equal(publish_build_index_configmap("ns", "{\"a\":1}", 7, &ix), 0);
+        ix_sum = publish_configmap_summary(ix, NULL);
+        assert_ptr_equal(ix_sum, ix);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_names_and_keys),
                 cmocka_unit_test(test_configmap_carries_manifest_and_pointer),
                 cmocka_unit_test(test_oversized_manifest_is_a_pointer),
                 cmocka_unit_test(test_is_current),
+                cmocka_unit_test(test_is_current_on_summaries),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
