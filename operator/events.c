@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 
+#include <inttypes.h>
 #include <stdarg.h>
 #include <time.h>
 
@@ -18,7 +19,7 @@ struct recorder {
         kube_client *kube;
         char *component, *instance;
         ratelimit global;
-        json_object *buckets; /* "uid/reason" -> [tokens, last_usec] */
+        json_object *buckets; /* "uid/reason" -> "TOKENS LAST_USEC" */
         recorder_stats stats;
 };
 
@@ -53,18 +54,18 @@ recorder *recorder_free(recorder *r) {
         return NULL;
 }
 
-/* The per-object bucket, kept as two numbers so the map stays a json-c object
- * (O(1) lookups). Buckets of deleted objects are few and small; the map is
- * reset when it grows past 10,000 entries. */
+/* The per-object bucket, kept as one short string of two numbers so the map
+ * stays a json-c object (O(1) lookups) at ~100 bytes an entry (an array of
+ * two doubles costs json-c several times that, and a bundle's first revision
+ * makes one for every bundle). Buckets of deleted objects are few and small;
+ * the map is reset when it grows past 10,000 entries. */
 static bool object_allows(recorder *r, const char *key, uint64_t now) {
         json_object *b = json_object_object_get(r->buckets, key);
-        double tokens = PER_OBJECT_BURST;
+        double tokens = PER_OBJECT_BURST, last;
+        char buf[64];
 
-        if (b) {
-                double last = json_object_get_double(json_object_array_get_idx(b, 1));
-
-                tokens = json_object_get_double(json_object_array_get_idx(b, 0)) +
-                         ((double) now - last) / 1e6 * PER_OBJECT_QPS;
+        if (b && sscanf(json_object_get_string(b), "%lf %lf", &tokens, &last) == 2) {
+                tokens += ((double) now - last) / 1e6 * PER_OBJECT_QPS;
                 if (tokens > PER_OBJECT_BURST)
                         tokens = PER_OBJECT_BURST;
         } else if (json_object_object_length(r->buckets) > 10000) {
@@ -75,10 +76,8 @@ static bool object_allows(recorder *r, const char *key, uint64_t now) {
         }
         if (tokens < 1)
                 return false;
-        b = json_object_new_array();
-        json_object_array_add(b, json_object_new_double(tokens - 1));
-        json_object_array_add(b, json_object_new_double((double) now));
-        json_object_object_add(r->buckets, key, b);
+        snprintf(buf, sizeof(buf), "%.6f %" PRIu64, tokens - 1, now);
+        json_object_object_add(r->buckets, key, json_object_new_string(buf));
         return true;
 }
 

@@ -1,0 +1,77 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The event recorder's limits: a burst of 3 per object and reason, refilled
+ * at one per 5 minutes; other objects and reasons have buckets of their own. */
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "events.h"
+#include "http.h"
+#include "jsonx.h"
+#include "loop.h"
+
+static unsigned posts;
+
+static void on_request(http_request *req, const http_request_opts *o, void *userdata) {
+        static const char body[] = "{\"kind\":\"Event\"}";
+
+        assert_string_equal(o->method, "POST");
+        assert_non_null(strstr(o->url, "/api/v1/namespaces/ns/events"));
+        posts++;
+        assert_int_equal(http_fake_respond(req, 201, NULL), 0);
+        assert_int_equal(http_fake_send(req, body, sizeof(body) - 1), 0);
+        http_fake_finish(req, 0);
+}
+
+static json_object *object(const char *name, const char *uid) {
+        char buf[256];
+
+        snprintf(buf, sizeof(buf),
+                 "{\"apiVersion\":\"ballast.dev/v1alpha1\",\"kind\":\"ConfigBundle\","
+                 "\"metadata\":{\"namespace\":\"ns\",\"name\":\"%s\",\"uid\":\"%s\"}}",
+                 name, uid);
+        return json_tokener_parse(buf);
+}
+
+static void test_per_object_limit(void **state) {
+        _cleanup_(sd_event_unrefp) sd_event *e = NULL;
+        _cleanup_(kube_client_freep) kube_client *k = NULL;
+        _cleanup_(recorder_freep) recorder *r = NULL;
+        _cleanup_json_ json_object *a = object("a", "u-a"), *b = object("b", "u-b");
+        http_client *http = NULL;
+        kube_config cfg = {.server = (char *) "https://fake.invalid:6443",
+                           .token = (char *) "t",
+                           .namespace = (char *) "ns"};
+        kube_client_opts o = {.qps = -1};
+        recorder_stats st;
+        int posted = 0;
+
+        posts = 0;
+        assert_int_equal(sd_event_new(&e), 0);
+        assert_int_equal(http_client_new_fake(e, on_request, NULL, &http), 0);
+        assert_int_equal(kube_client_new_with_http(e, http, &cfg, &o, &k), 0);
+        assert_int_equal(recorder_new(k, "ballast-operator", "test", &r), 0);
+
+        for (int i = 0; i < 5; i++)
+                posted += recorder_emit(r, a, "Normal", "NewRevision", "revision %d", i);
+        assert_int_equal(posted, 3);
+        /* Another reason, another object: their own buckets. */
+        assert_int_equal(recorder_emit(r, a, "Warning", "PublishFailed", "x"), 1);
+        assert_int_equal(recorder_emit(r, b, "Normal", "NewRevision", "y"), 1);
+        for (int i = 0; i < 50 && posts < 5; i++)
+                assert_true(sd_event_run(e, 10 * USEC_PER_MSEC) >= 0);
+        recorder_get_stats(r, &st);
+        assert_int_equal(st.posted, 5);
+        assert_int_equal(st.dropped, 2);
+        assert_int_equal(posts, 5);
+}
+
+int main(void) {
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_per_object_limit),
+        };
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}
