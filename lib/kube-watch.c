@@ -15,6 +15,20 @@
  *                        without an event          -> back off, watch again
  *                                                     from the last RV
  *
+ * With streaming_list, a relist is one WATCH with sendInitialEvents=true
+ * (KEP-3157): its ADDED events are collected, the BOOKMARK annotated
+ * k8s.io/initial-events-end replaces the store with them and gives the
+ * resourceVersion, and the same request goes on as the watch. A 400/422 (the
+ * WatchList gate is off) falls back to LIST + WATCH for the watch's life.
+ *
+ * An outage (connection refused, unreachable or timed out, 5xx, 429) is
+ * retried differently: with resume_splay_usec, at one random point of the
+ * window and then every window after it (a random phase, so a fleet's first
+ * reconnections after the server returns are uniform over one window however
+ * long the outage was), and with streaming_list the resumption is a
+ * streaming list from the last resourceVersion rather than a WATCH from it
+ * that a restarted server answers 410. docs/kube-client.md has the reasoning.
+ *
  * Every next step is started from a timer (0 delay for "at once"), never
  * from inside the HTTP data callback that noticed the end, so the stack stays
  * shallow and the stream parser is never reset under itself.
@@ -73,10 +87,15 @@ struct kube_watch {
         watch_state state;
         kube_request *req;
         kube_stream *stream;
+        bool streaming;       /* relist by streaming list (until the server refuses it) */
+        uint64_t splay;       /* resume_splay_usec; 0 without jitter */
+        bool outage;          /* failing because the server is away */
+        uint64_t outage_next; /* the splayed time of the next attempt; 0: not drawn */
 
         /* The current watch request. */
         uint64_t watch_started;
         uint64_t watch_events;
+        json_object *initial; /* a streaming list's objects by key, until its end bookmark */
         bool watch_gone;
         int watch_error;
         err_info watch_err;
@@ -106,6 +125,7 @@ static void watch_free_now(kube_watch *w) {
         sd_event_source_disable_unref(w->timer);
         kube_store_free(w->store);
         kube_stream_free(w->stream);
+        json_object_put(w->initial);
         free(w->group);
         free(w->version);
         free(w->resource);
@@ -229,13 +249,80 @@ static void watch_schedule(kube_watch *w, uint64_t delay) {
         }
 }
 
+/* The failures that say the server is away (or overloaded) rather than
+ * that this request was wrong: the whole fleet sees them at once. */
+static bool is_outage_error(int r) {
+        switch (r) {
+        case -ECONNREFUSED:
+        case -EHOSTUNREACH:
+        case -ENETUNREACH:
+        case -ETIMEDOUT:
+        case -EAGAIN:
+                return true;
+        default:
+                return false;
+        }
+}
+
+/* The server answered: whatever outage there was is over. */
+static void watch_outage_end(kube_watch *w) {
+        w->outage = false;
+        w->outage_next = 0;
+}
+
+/* The wait before the next attempt after a failure @r during (or starting)
+ * an outage. Without a splay: the backoff. With one: a point drawn
+ * uniformly in the window when the outage starts, then the same point of
+ * every following window while it lasts. A random phase with a fixed period
+ * makes the first attempt after the server's return, whenever that is,
+ * uniform over one window for a fleet; redrawing from the backoff instead
+ * would bunch the fleet up at the return (a renewal process's waits are
+ * front-loaded, twice the mean density right after any instant). Probes
+ * before the return are refused connections the server never sees. */
+static uint64_t watch_outage_delay(kube_watch *w, uint64_t now, bool may_have_restarted) {
+        if (!w->outage) {
+                w->outage = true;
+                w->outage_next = 0;
+                w->stats.outages++;
+        }
+        /* A restarted API server answers a resumed WATCH with 410 (its watch
+         * cache is new), and the relist follows: two requests. A streaming
+         * list from the last resourceVersion is one request either way,
+         * served from the watch cache, and never 410 (NotOlderThan). It
+         * resends the watched objects, which a WATCH resumed on a server that
+         * did not restart would not; ours are few (the agent's bundles and
+         * its Node). A 429 comes from a server that is up: resume there. */
+        if (w->streaming && may_have_restarted)
+                w->need_list = true;
+        if (w->splay == 0)
+                return backoff_next(&w->backoff, now);
+        if (w->outage_next == 0)
+                w->outage_next = now + random_u64_below(w->splay);
+        while (w->outage_next <= now)
+                w->outage_next += w->splay;
+        return w->outage_next - now;
+}
+
 static void watch_failed(kube_watch *w, int r, const err_info *err) {
+        uint64_t now = watch_now(w), delay;
+
         w->stats.failures++;
         w->stats.consecutive_failures++;
         notify_error(w, r, err);
         if (w->freed)
                 return;
-        watch_schedule(w, backoff_next(&w->backoff, watch_now(w)));
+        if (is_outage_error(r) && (w->splay > 0 || w->streaming))
+                delay = watch_outage_delay(w, now, !(err && err->http_status == 429));
+        else if (w->outage && w->splay > 0 && !(err && err->http_status > 0))
+                /* A reset or a TLS failure while the server is away is still
+                 * the outage: keep to the drawn schedule. */
+                delay = watch_outage_delay(w, now, true);
+        else {
+                if (err && err->http_status > 0)
+                        watch_outage_end(w);
+                delay = backoff_next(&w->backoff, now);
+        }
+        watch_schedule(w, delay);
 }
 
 /* After a 410: relist (consistently), at once unless 410s come in a loop. */
@@ -245,6 +332,7 @@ static void watch_gone(kube_watch *w, const err_info *err) {
         w->stats.relists_gone++;
         w->need_list = true;
         w->relist_consistent = true;
+        watch_outage_end(w); /* the splay, if any, already spread this attempt */
         if (w->last_gone > 0 && now - w->last_gone < WATCH_SHORT_USEC)
                 delay = backoff_next(&w->backoff, now);
         w->last_gone = now;
@@ -370,6 +458,7 @@ static void on_watch_list_done(kube_client *c, int r, json_object *list, const e
         w->stats.consecutive_failures = 0;
         w->relist_consistent = false;
         w->need_list = false;
+        watch_outage_end(w);
         backoff_success(&w->backoff, watch_now(w));
 
         if (!w->synced) {
@@ -403,6 +492,96 @@ static int watch_list_start(kube_watch *w, err_info *e) {
         return 0;
 }
 
+/* ---- the streaming list --------------------------------------------------------- */
+
+/* The end of a streaming list's initial events: a BOOKMARK whose object has
+ * metadata.annotations["k8s.io/initial-events-end"] == "true". (jsonx paths
+ * split at dots, which the annotation's name has.) */
+static bool is_initial_events_end(json_object *obj) {
+        json_object *meta, *ann, *v;
+
+        return json_object_object_get_ex(obj, "metadata", &meta) &&
+               json_object_object_get_ex(meta, "annotations", &ann) &&
+               json_object_object_get_ex(ann, "k8s.io/initial-events-end", &v) &&
+               json_object_is_type(v, json_type_string) && streq(json_object_get_string(v), "true");
+}
+
+/* The initial events are the list: the store is replaced with them at the
+ * end bookmark, as one list would replace it, so a stream cut short changes
+ * nothing and the resourceVersion stays where it was until the list is
+ * whole. Costs the list's objects twice in memory until then, as a LIST
+ * response does. */
+static int watch_initial_end(kube_watch *w, json_object *bookmark) {
+        _cleanup_json_ json_object *initial = TAKE_PTR(w->initial), *items = NULL;
+        const char *rv = jsonx_get_string(bookmark, "metadata.resourceVersion");
+        int r;
+
+        if (isempty(rv))
+                return -EBADMSG;
+        items = json_object_new_array();
+        if (!items)
+                return -ENOMEM;
+        json_object_object_foreach(initial, key, val) {
+                (void) key;
+                if (json_object_array_add(items, json_object_get(val)) < 0) {
+                        json_object_put(val);
+                        return -ENOMEM;
+                }
+        }
+        r = watch_replace(w, items);
+        if (w->freed)
+                return -ECANCELED;
+        if (r < 0)
+                return r;
+        watch_set_rv(w, bookmark);
+        w->stats.lists++;
+        w->stats.streaming_lists++;
+        w->relist_consistent = false;
+        w->need_list = false;
+        if (!w->synced) {
+                w->synced = true;
+                if (w->on_synced)
+                        w->on_synced(w, w->userdata);
+        }
+        return w->freed ? -ECANCELED : 0;
+}
+
+static int watch_initial_event(kube_watch *w, kube_event_type type, json_object *obj) {
+        _cleanup_free_ char *key = NULL;
+        json_object *ref;
+
+        switch (type) {
+        case KUBE_EVENT_ADDED:
+        case KUBE_EVENT_MODIFIED:
+                if (kube_object_key(obj, &key) < 0)
+                        return 0;
+                ref = json_object_get(obj);
+                if (json_object_object_add(w->initial, key, ref) < 0) {
+                        json_object_put(ref);
+                        return -ENOMEM;
+                }
+                return 0;
+        case KUBE_EVENT_DELETED:
+                if (kube_object_key(obj, &key) >= 0)
+                        json_object_object_del(w->initial, key);
+                return 0;
+        case KUBE_EVENT_BOOKMARK:
+                w->stats.bookmarks++;
+                return is_initial_events_end(obj) ? watch_initial_end(w, obj) : 0;
+        default:
+                return -EBADMSG;
+        }
+}
+
+/* The server refused sendInitialEvents (400/422: the WatchList gate is off,
+ * or a server older than streaming lists): LIST + WATCH from now on, at
+ * once. Reported through on_error, for the logs. */
+static void watch_streaming_refused(kube_watch *w, int r, const err_info *err) {
+        w->streaming = false;
+        notify_error(w, r, err);
+        watch_schedule(w, 0);
+}
+
 /* ---- the watch request ----------------------------------------------------------- */
 
 static void watch_handle_end(kube_watch *w, int r, long status, const http_response *resp,
@@ -423,6 +602,12 @@ static int on_stream_event(kube_event_type type, json_object *obj, void *userdat
                 backoff_success(&w->backoff, watch_now(w));
                 w->stats.consecutive_failures = 0;
                 w->auth_retried = false;
+                watch_outage_end(w);
+        }
+
+        if (w->initial && type != KUBE_EVENT_ERROR) {
+                r = watch_initial_event(w, type, obj);
+                return r < 0 ? r : w->freed ? -ECANCELED : 0;
         }
 
         switch (type) {
@@ -566,7 +751,10 @@ static void watch_handle_end(kube_watch *w, int r, long status, const http_respo
         if (w->watch_error) {
                 /* Our own abort (garbage, oversize, truncation) or an ERROR
                  * event other than 410. */
-                watch_failed(w, w->watch_error, &w->watch_err);
+                if (w->initial && w->watch_error == -EINVAL && w->watch_err.http_status > 0)
+                        watch_streaming_refused(w, w->watch_error, &w->watch_err);
+                else
+                        watch_failed(w, w->watch_error, &w->watch_err);
                 return;
         }
         if (r < 0) {
@@ -581,11 +769,17 @@ static void watch_handle_end(kube_watch *w, int r, long status, const http_respo
                         watch_gone(w, &e);
                         return;
                 }
+                if (w->initial && (status == 400 || status == 422)) {
+                        watch_outage_end(w);
+                        watch_streaming_refused(w, r, &e);
+                        return;
+                }
                 if (status == 401 && !w->auth_retried) {
                         /* The token may have rotated: read it again and retry
                          * at once, once. */
                         w->auth_retried = true;
                         (void) kube_client_reload_token(w->client);
+                        watch_outage_end(w);
                         notify_error(w, r, &e);
                         watch_schedule(w, 0);
                         return;
@@ -593,12 +787,38 @@ static void watch_handle_end(kube_watch *w, int r, long status, const http_respo
                 if (status == 429) {
                         w->stats.throttled++;
                         if (e.retry_after_sec >= 0) {
+                                uint64_t delay = (uint64_t) e.retry_after_sec * USEC_PER_SEC;
+
                                 notify_error(w, r, &e);
-                                watch_schedule(w, (uint64_t) e.retry_after_sec * USEC_PER_SEC);
+                                if (w->freed)
+                                        return;
+                                /* An overloaded server's Retry-After is short
+                                 * (APF says 1 s) and the same for everyone;
+                                 * with a splay, the fleet spreads instead. */
+                                if (w->splay > 0)
+                                        delay = MAX(delay, watch_outage_delay(w, now, false));
+                                watch_schedule(w, delay);
                                 return;
                         }
                 }
                 watch_failed(w, r, &e);
+                return;
+        }
+        if (w->initial) {
+                /* Ended before the end bookmark. After the server's own
+                 * timeout, it never meant to send one: it ignored
+                 * sendInitialEvents. Sooner, the list was cut short. */
+                if (now - w->watch_started >= WATCH_TIMEOUT_MIN_SEC * USEC_PER_SEC) {
+                        err_info_set(&e, -EPROTO,
+                                     "streaming list ended after %" PRIu64
+                                     " s without its end bookmark: falling back to LIST",
+                                     (now - w->watch_started) / USEC_PER_SEC);
+                        watch_streaming_refused(w, -EPROTO, &e);
+                } else
+                        watch_failed(w,
+                                     err_info_set(&e, -ECONNRESET,
+                                                  "streaming list ended before its end bookmark"),
+                                     &e);
                 return;
         }
         if (w->watch_events == 0 && now - w->watch_started < WATCH_SHORT_USEC) {
@@ -632,28 +852,45 @@ static int query_append(char **q, const char *key, const char *value) {
         return 0;
 }
 
+/* A WATCH from the last resourceVersion, or with @w->need_list a streaming
+ * list: sendInitialEvents=true&resourceVersionMatch=NotOlderThan, with no
+ * resourceVersion (a consistent read, from the watch cache once it has
+ * caught up with etcd) at first and after a 410, else from the last one. */
 static int watch_stream_start(kube_watch *w, err_info *e) {
         _cleanup_free_ char *path = NULL, *q = NULL;
+        _cleanup_json_ json_object *initial = NULL;
         unsigned timeout_sec =
                 WATCH_TIMEOUT_MIN_SEC +
                 (w->backoff.jitter ? (unsigned) random_u64_below(WATCH_TIMEOUT_SPREAD_SEC) : 0);
+        const char *rv = isempty(w->rv) ? NULL : w->rv;
         kube_raw_opts o;
         int r;
 
+        if (w->need_list) {
+                initial = json_object_new_object();
+                if (!initial)
+                        return -ENOMEM;
+                if (w->relist_consistent)
+                        rv = NULL;
+        }
         r = kube_resource_path(&w->res, w->namespace, NULL, NULL, &path);
         if (r < 0)
                 return err_info_set(e, r, "invalid resource path");
-        if (asprintf(&q, "%s?watch=1&allowWatchBookmarks=true&timeoutSeconds=%u", path,
-                     timeout_sec) < 0) {
+        if (asprintf(&q, "%s?watch=1&allowWatchBookmarks=true&timeoutSeconds=%u%s", path,
+                     timeout_sec,
+                     initial ? "&sendInitialEvents=true&resourceVersionMatch=NotOlderThan" : "") <
+            0) {
                 q = NULL;
                 return -ENOMEM;
         }
-        if ((r = query_append(&q, "resourceVersion", isempty(w->rv) ? NULL : w->rv)) < 0 ||
+        if ((r = query_append(&q, "resourceVersion", rv)) < 0 ||
             (r = query_append(&q, "labelSelector", w->label_selector)) < 0 ||
             (r = query_append(&q, "fieldSelector", w->field_selector)) < 0)
                 return r;
 
         kube_stream_reset(w->stream);
+        json_object_put(w->initial);
+        w->initial = TAKE_PTR(initial);
         w->watch_events = 0;
         w->watch_gone = false;
         w->watch_error = 0;
@@ -684,7 +921,7 @@ static void watch_attempt(kube_watch *w) {
         int r;
 
         err_info_clear(&e);
-        if (w->need_list)
+        if (w->need_list && !w->streaming)
                 r = watch_list_start(w, &e);
         else
                 r = watch_stream_start(w, &e);
@@ -741,6 +978,8 @@ int kube_watch_start(kube_client *c, const kube_watch_opts *o, kube_watch **ret)
                                   WATCH_BACKOFF_RESET_USEC);
         w->backoff.jitter = !o->no_jitter;
         w->need_list = true;
+        w->streaming = o->streaming_list;
+        w->splay = o->no_jitter ? 0 : o->resume_splay_usec;
 
         r = kube_store_new(&w->store);
         if (r < 0)
@@ -750,7 +989,7 @@ int kube_watch_start(kube_client *c, const kube_watch_opts *o, kube_watch **ret)
                 goto fail;
 
         err_info_clear(&e);
-        r = watch_list_start(w, &e);
+        r = w->streaming ? watch_stream_start(w, &e) : watch_list_start(w, &e);
         if (r < 0)
                 goto fail;
         *ret = w;

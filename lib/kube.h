@@ -416,7 +416,20 @@ typedef struct kube_watch_opts {
         size_t max_event_size;         /* 0: 16 MiB; bigger: error, restart the watch */
         uint64_t backoff_base_usec;    /* 0: 800 ms */
         uint64_t backoff_cap_usec;     /* 0: 30 s */
-        bool no_jitter; /* benchmark baseline only: backoff without jitter, timeoutSeconds 300 */
+        /* benchmark baseline only: backoff without jitter, timeoutSeconds 300,
+         * no resume splay */
+        bool no_jitter;
+        /* Relist with a streaming list (a WATCH with sendInitialEvents, served
+         * from the watch cache: one request instead of LIST + WATCH); a server
+         * that rejects it (400/422) gets LIST + WATCH for the watch's life. */
+        bool streaming_list;
+        /* After an outage (connection refused or timed out, 5xx, 429), come
+         * back at a random point of this window, drawn once per outage and
+         * repeated every window while the server stays away, instead of
+         * backing off: a fleet's reconnections spread evenly over the window
+         * after the server returns. 0: back off as usual. See
+         * docs/kube-client.md. */
+        uint64_t resume_splay_usec;
 
         void (*on_add)(kube_watch *w, json_object *obj, void *userdata);
         void (*on_update)(kube_watch *w, json_object *old_obj, json_object *obj, void *userdata);
@@ -433,11 +446,14 @@ typedef struct kube_watch_opts {
 
 /* Starts listing and watching. Strings in @opts are copied. The client must
  * outlive the watch. The first list asks the watch cache
- * (resourceVersion=0); the watch then runs from the list's resourceVersion
- * with bookmarks and a random timeoutSeconds in [300, 600]. Failures back off
- * (full jitter, reset after 2 min healthy) and resume from the last
- * resourceVersion; 410 Gone relists (a consistent read) and sends on_delete
- * for objects that disappeared; 429 waits for Retry-After. */
+ * (resourceVersion=0; with streaming_list a consistent streaming list); the
+ * watch then runs from the list's resourceVersion with bookmarks and a random
+ * timeoutSeconds in [300, 600]. Failures back off (full jitter, reset after
+ * 2 min healthy) and resume from the last resourceVersion (with
+ * streaming_list, after an outage: a streaming list from it); 410 Gone
+ * relists (a consistent read) and sends on_delete for objects that
+ * disappeared; 429 waits for Retry-After (and, with resume_splay_usec, at
+ * least until the splayed time). */
 int kube_watch_start(kube_client *c, const kube_watch_opts *opts, kube_watch **ret);
 
 /* Stops the watch and frees it and its store. No callback runs after this.
@@ -453,10 +469,12 @@ kube_store *kube_watch_get_store(kube_watch *w);
 const char *kube_watch_get_resource_version(const kube_watch *w);
 
 typedef struct kube_watch_stats {
-        uint64_t lists;        /* list calls completed successfully */
-        uint64_t relists_gone; /* relists caused by 410 Gone */
-        uint64_t watches;      /* watch requests started */
-        uint64_t events;       /* ADDED/MODIFIED/DELETED applied */
+        uint64_t lists;           /* lists applied to the store (LIST or streaming) */
+        uint64_t streaming_lists; /* of which streaming lists (sendInitialEvents) */
+        uint64_t outages;         /* outages begun (see resume_splay_usec) */
+        uint64_t relists_gone;    /* relists caused by 410 Gone */
+        uint64_t watches;         /* watch requests started (streaming lists too) */
+        uint64_t events;          /* ADDED/MODIFIED/DELETED applied */
         uint64_t bookmarks;
         uint64_t failures;      /* failed lists/watches (each backs off) */
         uint64_t throttled;     /* 429s */

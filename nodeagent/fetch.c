@@ -31,6 +31,7 @@ struct fetch {
         objstore *store;
         char *namespace, *node_name;
         uint64_t interval;
+        uint64_t api_resume_window;
         bool no_jitter;
         json_object *static_labels;
         uint64_t started_mono;
@@ -578,6 +579,7 @@ int fetch_new(const fetch_opts *o, fetch **ret) {
         f->store = o->store;
         f->interval = o->poll_interval_usec ?: CONFIG_DEFAULT_POLL_INTERVAL_USEC;
         f->no_jitter = o->no_jitter;
+        f->api_resume_window = o->api_resume_window_usec;
         f->started_mono = loop_now(o->event);
         f->namespace = strdup(strempty(o->namespace));
         f->node_name = strdup(strempty(o->node_name));
@@ -734,6 +736,8 @@ int fetch_start(fetch *f) {
                         .on_error = kube_error,
                         .userdata = f,
                         .no_jitter = f->no_jitter,
+                        .streaming_list = true,
+                        .resume_splay_usec = f->api_resume_window,
                 };
                 kube_watch_opts node = {
                         .resource = &KUBE_RESOURCE_NODES,
@@ -743,6 +747,8 @@ int fetch_start(fetch *f) {
                         .on_error = kube_error,
                         .userdata = f,
                         .no_jitter = f->no_jitter,
+                        .streaming_list = true,
+                        .resume_splay_usec = f->api_resume_window,
                 };
 
                 if (asprintf(&field, "metadata.name=%s", f->node_name) < 0)

@@ -65,6 +65,13 @@
 #define FETCH_RETRY_CAP_MAX_USEC (5 * 60 * USEC_PER_SEC)
 #define FETCH_RETRY_AFTER_MAX    (15 * 60) /* seconds of a server's Retry-After we honour */
 #define FETCH_PERSIST_DELAY_USEC (1 * USEC_PER_SEC)
+/* The default window over which the watches come back after an API server
+ * outage, in poll intervals. The fleet's recovery requests (one streaming
+ * list per watch, two watches per agent) then arrive at 2 / (6 × interval)
+ * per agent per second, a third of its steady object-store rate of one poll
+ * per interval; meanwhile the polls keep every node current. See
+ * docs/agent.md. */
+#define FETCH_RESUME_WINDOW_POLLS 6
 
 typedef struct fetch fetch;
 
@@ -77,8 +84,9 @@ typedef struct fetch_opts {
         const char *node_name; /* copied; required with @kube */
         objstore *store;       /* borrowed; NULL: no object store */
         uint64_t poll_interval_usec;
-        bool no_jitter;             /* benchmark baseline: no splay, no jitter */
-        json_object *static_labels; /* --node-labels (borrowed, copied), or NULL */
+        uint64_t api_resume_window_usec; /* the watches' resume splay; 0: none */
+        bool no_jitter;                  /* benchmark baseline: no splay, no jitter */
+        json_object *static_labels;      /* --node-labels (borrowed, copied), or NULL */
 } fetch_opts;
 
 int fetch_new(const fetch_opts *o, fetch **ret);

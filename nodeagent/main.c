@@ -46,6 +46,8 @@ typedef struct args {
         char *cache_dir, *root_dir;
         char *config_path;
         uint64_t poll_interval, heartbeat_interval; /* 0: from the config file */
+        uint64_t api_resume_window;                 /* with api_resume_window_set */
+        bool api_resume_window_set;                 /* else FETCH_RESUME_WINDOW_POLLS polls */
         char *health_addr;
         char *metrics_addr; /* NULL: the health server */
         bool no_jitter;
@@ -112,6 +114,9 @@ static void help(void) {
                "                            pollInterval, else 30s)\n"
                "     --heartbeat-interval=DUR  Status report heartbeat (default: config\n"
                "                            heartbeatInterval, else 5m)\n"
+               "     --api-resume-window=DUR  After an API server outage, reconnect at a\n"
+               "                            random time within this window (default: 6 poll\n"
+               "                            intervals; 0: back off as usual)\n"
                "     --node-labels=K=V,...  This node's labels when there is no API server\n"
                "                            (the Node object's labels win when it is watched)\n"
                "     --health-addr=ADDR     /healthz, /readyz and /metrics "
@@ -182,6 +187,7 @@ static int parse_argv(int argc, char *argv[], args *a) {
                 ARG_ROOT_DIR,
                 ARG_POLL_INTERVAL,
                 ARG_HEARTBEAT_INTERVAL,
+                ARG_API_RESUME_WINDOW,
                 ARG_NODE_LABELS,
                 ARG_HEALTH_ADDR,
                 ARG_METRICS_ADDR,
@@ -201,6 +207,7 @@ static int parse_argv(int argc, char *argv[], args *a) {
                 {"root-dir", required_argument, NULL, ARG_ROOT_DIR},
                 {"poll-interval", required_argument, NULL, ARG_POLL_INTERVAL},
                 {"heartbeat-interval", required_argument, NULL, ARG_HEARTBEAT_INTERVAL},
+                {"api-resume-window", required_argument, NULL, ARG_API_RESUME_WINDOW},
                 {"node-labels", required_argument, NULL, ARG_NODE_LABELS},
                 {"health-addr", required_argument, NULL, ARG_HEALTH_ADDR},
                 {"metrics-addr", required_argument, NULL, ARG_METRICS_ADDR},
@@ -268,6 +275,14 @@ static int parse_argv(int argc, char *argv[], args *a) {
                                                                           : "heartbeat-interval",
                                                    optarg);
                         *(c == ARG_POLL_INTERVAL ? &a->poll_interval : &a->heartbeat_interval) = u;
+                        break;
+                case ARG_API_RESUME_WINDOW:
+                        if (parse_duration_usec(optarg, &u) < 0 || u > 24 * 3600 * USEC_PER_SEC)
+                                return usage_error("--api-resume-window: '%s' is not a duration "
+                                                   "between 0 and 24h",
+                                                   optarg);
+                        a->api_resume_window = u;
+                        a->api_resume_window_set = true;
                         break;
                 case ARG_NODE_LABELS:
                         json_object_put(a->node_labels);
@@ -504,6 +519,10 @@ static int run(agent *ag) {
         if (r < 0)
                 return log_oom();
         {
+                uint64_t resume_window =
+                        a->api_resume_window_set
+                                ? a->api_resume_window
+                                : FETCH_RESUME_WINDOW_POLLS * ag->config->poll_interval_usec;
                 engine_opts eo = {
                         .event = ag->event,
                         .cache = ag->cache,
@@ -520,6 +539,7 @@ static int run(agent *ag) {
                         .node_name = a->node_name,
                         .store = ag->store,
                         .poll_interval_usec = ag->config->poll_interval_usec,
+                        .api_resume_window_usec = resume_window,
                         .no_jitter = a->no_jitter,
                         .static_labels = a->node_labels,
                 };

@@ -332,6 +332,8 @@ def main(argv):
         check(arg_value(args, "--config") == "/etc/ballast-agent/config.yaml"
               and mounts.get("config", {}).get("mountPath") == "/etc/ballast-agent",
               "agent --config points into the mounted ConfigMap")
+        check(arg_value(args, "--api-resume-window") == (a.get("apiResumeWindow") or None),
+              f"agent --api-resume-window is {a.get('apiResumeWindow') or 'the default (unset)'}")
 
     # ---- object store
     for what, cont in (("operator", deploy["spec"]["template"]["spec"]["containers"][0]), ("agent", c)):

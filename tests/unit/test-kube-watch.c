@@ -19,7 +19,7 @@
 #include "kube.h"
 #include "loop.h"
 
-#define MAX_REQS 128
+#define MAX_REQS 4096
 
 typedef struct fake fake;
 
@@ -1044,6 +1044,312 @@ static void test_401_retried_once(void **state) {
         }
 }
 
+/* ---- streaming lists ------------------------------------------------------------ */
+
+static const kube_watch_opts streaming_opts = {
+        .resource = &KUBE_RESOURCE_CONFIGMAPS,
+        .namespace = "ns",
+        .label_selector = "app=ballast",
+        .backoff_base_usec = 20 * USEC_PER_MSEC,
+        .backoff_cap_usec = 80 * USEC_PER_MSEC,
+        .streaming_list = true,
+};
+
+static bool is_streaming_list(const fake_req *r) {
+        const char *s;
+
+        if (!is_watch(r))
+                return false;
+        s = param(r->url, "sendInitialEvents"); /* a static buffer: use it now */
+        if (!s)
+                return false;
+        assert_string_equal(s, "true");
+        assert_string_equal(param(r->url, "resourceVersionMatch"), "NotOlderThan");
+        assert_string_equal(param(r->url, "allowWatchBookmarks"), "true");
+        return true;
+}
+
+static void send_end_bookmark(fake_req *r, const char *rv) {
+        char s[256];
+
+        snprintf(s, sizeof(s),
+                 "{\"type\":\"BOOKMARK\",\"object\":{\"kind\":\"ConfigMap\",\"metadata\":{"
+                 "\"resourceVersion\":\"%s\",\"annotations\":{\"k8s.io/initial-events-end\":"
+                 "\"true\"}}}}",
+                 rv);
+        assert_int_equal(send_line(r, s), 0);
+}
+
+static void test_streaming_list_replaces_store(void **state) {
+        fake *f = fake_new(NULL, NULL);
+        recorder rec = {};
+        kube_watch_stats s;
+        kube_watch *w;
+        _cleanup_free_ char *ev = NULL;
+
+        f->script = keep_open;
+        w = watch_new(f, &rec, &streaming_opts);
+        run_until_requests(f, 1, 5 * USEC_PER_SEC);
+
+        /* One request: a watch that lists first, as a consistent read. */
+        assert_true(is_streaming_list(&f->reqs[0]));
+        assert_null(param(f->reqs[0].url, "resourceVersion"));
+        assert_string_equal(param(f->reqs[0].url, "labelSelector"), "app%3Dballast");
+        assert_int_equal(http_fake_respond(f->reqs[0].req, 200, NULL), 0);
+        send_event(&f->reqs[0], "ADDED", "a", "90");
+        send_event(&f->reqs[0], "ADDED", "b", "95");
+        /* A progress bookmark without the annotation ends nothing. */
+        send_bookmark(&f->reqs[0], "97");
+        /* Until the end bookmark nothing is applied: the list is not whole. */
+        assert_int_equal(rec.n, 0);
+        assert_int_equal(rec.synced, 0);
+        assert_int_equal(kube_store_count(kube_watch_get_store(w)), 0);
+        assert_string_equal(kube_watch_get_resource_version(w), "");
+
+        send_end_bookmark(&f->reqs[0], "100");
+        assert_int_equal(rec.synced, 1);
+        assert_true(kube_watch_is_synced(w));
+        assert_log(&rec, "add a 90", "add b 95", NULL);
+        assert_string_equal(kube_watch_get_resource_version(w), "100");
+        assert_int_equal(kube_store_count(kube_watch_get_store(w)), 2);
+
+        /* The same request goes on as the watch. */
+        send_event(&f->reqs[0], "MODIFIED", "a", "101");
+        assert_string_equal(kube_watch_get_resource_version(w), "101");
+        kube_watch_get_stats(w, &s);
+        assert_int_equal(s.lists, 1);
+        assert_int_equal(s.streaming_lists, 1);
+        assert_int_equal(s.watches, 1);
+        assert_int_equal(s.events, 1);
+        assert_int_equal(f->n, 1);
+
+        /* A 410 relists by streaming again, consistently; b is gone, c new,
+         * a unchanged (no update). */
+        assert_int_equal(asprintf(&ev, "{\"type\":\"ERROR\",\"object\":%s}", status_410) >= 0, 1);
+        assert_int_equal(send_line(&f->reqs[0], ev), -ECANCELED);
+        f->reqs[0].req = NULL;
+        run_until_requests(f, 2, 5 * USEC_PER_SEC);
+        assert_true(is_streaming_list(&f->reqs[1]));
+        assert_null(param(f->reqs[1].url, "resourceVersion"));
+        assert_int_equal(http_fake_respond(f->reqs[1].req, 200, NULL), 0);
+        send_event(&f->reqs[1], "ADDED", "c", "150");
+        send_event(&f->reqs[1], "ADDED", "a", "101");
+        send_end_bookmark(&f->reqs[1], "200");
+        assert_log(&rec, "add a 90", "add b 95", "update(90) a 101", "add c 150", "delete b 95",
+                   NULL);
+        assert_int_equal(rec.synced, 1); /* on_synced only once */
+        assert_null(kube_store_get(kube_watch_get_store(w), "ns/b"));
+        assert_int_equal(kube_store_count(kube_watch_get_store(w)), 2);
+        assert_string_equal(kube_watch_get_resource_version(w), "200");
+        kube_watch_get_stats(w, &s);
+        assert_int_equal(s.lists, 2);
+        assert_int_equal(s.streaming_lists, 2);
+        assert_int_equal(s.relists_gone, 1);
+        kube_watch_free(w);
+        fake_free(f);
+}
+
+static void test_streaming_list_cut_short(void **state) {
+        fake *f = fake_new(NULL, NULL);
+        recorder rec = {};
+        kube_watch *w;
+
+        f->script = keep_open;
+        w = watch_new(f, &rec, &streaming_opts);
+        run_until_requests(f, 1, 5 * USEC_PER_SEC);
+        assert_int_equal(http_fake_respond(f->reqs[0].req, 200, NULL), 0);
+        send_event(&f->reqs[0], "ADDED", "a", "90");
+        drop(&f->reqs[0], -ECONNRESET);
+
+        /* Nothing of the partial list was applied; it is asked for again. */
+        assert_int_equal(rec.n, 0);
+        assert_false(kube_watch_is_synced(w));
+        assert_int_equal(rec.last_error, -ECONNRESET);
+        run_until_requests(f, 2, 5 * USEC_PER_SEC);
+        assert_true(is_streaming_list(&f->reqs[1]));
+        assert_null(param(f->reqs[1].url, "resourceVersion"));
+        assert_int_equal(http_fake_respond(f->reqs[1].req, 200, NULL), 0);
+        send_end_bookmark(&f->reqs[1], "120");
+        assert_true(kube_watch_is_synced(w));
+        assert_int_equal(kube_store_count(kube_watch_get_store(w)), 0);
+        kube_watch_free(w);
+        fake_free(f);
+}
+
+static const char status_422[] =
+        "{\"kind\":\"Status\",\"apiVersion\":\"v1\",\"status\":\"Failure\",\"message\":"
+        "\"ListOptions.meta.k8s.io \\\"\\\" is invalid: sendInitialEvents: Forbidden: "
+        "sendInitialEvents is forbidden for watch unless the WatchList feature gate is "
+        "enabled\",\"reason\":\"Invalid\",\"code\":422}";
+static const char status_400[] = "{\"kind\":\"Status\",\"apiVersion\":\"v1\",\"status\":"
+                                 "\"Failure\",\"message\":\"bad request\",\"reason\":"
+                                 "\"BadRequest\",\"code\":400}";
+
+static void test_streaming_list_refused_falls_back(void **state) {
+        for (unsigned i = 0; i < 2; i++) {
+                fake *f = fake_new(NULL, NULL);
+                recorder rec = {};
+                kube_watch_stats s;
+                kube_watch *w;
+
+                f->script = keep_open;
+                w = watch_new(f, &rec, &streaming_opts);
+                run_until_requests(f, 1, 5 * USEC_PER_SEC);
+                assert_true(is_streaming_list(&f->reqs[0]));
+                reply(&f->reqs[0], i == 0 ? 422 : 400, i == 0 ? status_422 : status_400, NULL);
+                assert_int_equal(rec.last_error, -EINVAL);
+
+                /* At once: LIST (from the watch cache), then a plain WATCH. */
+                run_until_requests(f, 2, 5 * USEC_PER_SEC);
+                assert_false(is_watch(&f->reqs[1]));
+                assert_string_equal(param(f->reqs[1].url, "resourceVersion"), "0");
+                reply_list(&f->reqs[1], "100", "a:90", NULL);
+                run_until_requests(f, 3, 5 * USEC_PER_SEC);
+                assert_true(kube_watch_is_synced(w));
+                assert_true(is_watch(&f->reqs[2]));
+                assert_null(param(f->reqs[2].url, "sendInitialEvents"));
+                assert_string_equal(param(f->reqs[2].url, "resourceVersion"), "100");
+
+                /* Remembered: the relist after a 410 is a LIST too. */
+                reply(&f->reqs[2], 410, status_410, NULL);
+                run_until_requests(f, 4, 5 * USEC_PER_SEC);
+                assert_false(is_watch(&f->reqs[3]));
+                assert_null(param(f->reqs[3].url, "resourceVersion"));
+                reply_list(&f->reqs[3], "200", NULL);
+                run_until_requests(f, 5, 5 * USEC_PER_SEC);
+                assert_log(&rec, "add a 90", "delete a 90", NULL);
+                kube_watch_get_stats(w, &s);
+                assert_int_equal(s.lists, 2);
+                assert_int_equal(s.streaming_lists, 0);
+                assert_int_equal(rec.synced, 1);
+                kube_watch_free(w);
+                fake_free(f);
+        }
+}
+
+/* ---- resumption after an outage -------------------------------------------------- */
+
+/* A server that is up (streaming lists answered at once with an empty list,
+ * kept open) or down (connections refused), for many watches at once. */
+typedef struct outage_server {
+        bool down;
+        uint64_t up_at;   /* when it came back */
+        size_t n_after;   /* requests since then */
+        uint64_t *after;  /* their arrival, relative to up_at */
+        size_t n_resumed; /* of which streaming lists from a resourceVersion */
+} outage_server;
+
+static void script_outage(fake *f, fake_req *r, size_t idx) {
+        outage_server *srv = f->data;
+
+        if (srv->down) {
+                drop(r, -ECONNREFUSED);
+                return;
+        }
+        if (srv->up_at > 0) {
+                srv->after[srv->n_after++] = r->at - srv->up_at;
+                if (is_streaming_list(r) && param(r->url, "resourceVersion"))
+                        srv->n_resumed++;
+        }
+        assert_true(is_streaming_list(r));
+        assert_int_equal(http_fake_respond(r->req, 200, NULL), 0);
+        send_end_bookmark(r, "100");
+}
+
+#define OUTAGE_WATCHES 400
+
+/* @no_jitter: the baseline. Returns how many reconnections came in the first
+ * tenth of @window_usec after the return, after checking that each watch
+ * came back exactly once and within the window. */
+static size_t run_outage(bool no_jitter, uint64_t window_usec, uint64_t outage_usec,
+                         uint64_t *ret_max) {
+        kube_watch_opts o = streaming_opts;
+        uint64_t after[OUTAGE_WATCHES * 2] = {};
+        outage_server srv = {.after = after};
+        kube_watch *w[OUTAGE_WATCHES];
+        recorder rec[OUTAGE_WATCHES] = {};
+        uint64_t max = 0;
+        size_t early = 0, n_open;
+        fake *f = fake_new(NULL, NULL);
+
+        o.resume_splay_usec = window_usec;
+        o.no_jitter = no_jitter;
+        f->script = script_outage;
+        f->data = &srv;
+        for (size_t i = 0; i < OUTAGE_WATCHES; i++)
+                w[i] = watch_new(f, &rec[i], &o);
+        run_until_requests(f, OUTAGE_WATCHES, 5 * USEC_PER_SEC);
+        run_for(f, 20 * USEC_PER_MSEC);
+        for (size_t i = 0; i < OUTAGE_WATCHES; i++)
+                assert_true(kube_watch_is_synced(w[i]));
+
+        /* The server goes away: open watches are cut, new connections are
+         * refused. */
+        n_open = f->n;
+        srv.down = true;
+        for (size_t i = 0; i < n_open; i++)
+                if (f->reqs[i].req)
+                        drop(&f->reqs[i], -ECONNRESET);
+        run_for(f, outage_usec);
+        srv.down = false;
+        srv.up_at = loop_now(f->e);
+        run_for(f, window_usec + 200 * USEC_PER_MSEC);
+
+        /* Each watch came back once: no probes once the server answers. */
+        assert_int_equal(srv.n_after, OUTAGE_WATCHES);
+        /* And resumed with one streaming list from its resourceVersion. */
+        assert_int_equal(srv.n_resumed, OUTAGE_WATCHES);
+        for (size_t i = 0; i < srv.n_after; i++) {
+                max = MAX(max, after[i]);
+                if (after[i] < window_usec / 10)
+                        early++;
+        }
+        for (size_t i = 0; i < OUTAGE_WATCHES; i++) {
+                kube_watch_stats s;
+
+                kube_watch_get_stats(w[i], &s);
+                assert_int_equal(s.outages, 1);
+                assert_int_equal(s.streaming_lists, 2);
+                assert_int_equal(s.relists_gone, 0);
+                kube_watch_free(w[i]);
+        }
+        fake_free(f);
+        *ret_max = max;
+        return early;
+}
+
+static void test_resume_splay_spreads_reconnections(void **state) {
+        uint64_t window = 400 * USEC_PER_MSEC, max;
+        size_t early;
+
+        /* An outage longer than the window: the drawn point repeats every
+         * window, and the first one after the return is what counts. */
+        early = run_outage(false, window, 600 * USEC_PER_MSEC, &max);
+        /* Uniform: about 10% in the first tenth (40 ± 6). Backing off from the
+         * return (or a renewal with uniform waits: 19%) would put more there. */
+        assert_true(early <= OUTAGE_WATCHES * 16 / 100);
+        assert_true(max <= window + 50 * USEC_PER_MSEC);
+        /* Spread: the last came late in the window. */
+        assert_true(max >= window * 8 / 10);
+
+        /* A short outage: the same. */
+        early = run_outage(false, window, 150 * USEC_PER_MSEC, &max);
+        assert_true(early <= OUTAGE_WATCHES * 16 / 100);
+        assert_true(max <= window + 50 * USEC_PER_MSEC);
+        assert_true(max >= window * 8 / 10);
+}
+
+static void test_resume_no_jitter_no_splay(void **state) {
+        uint64_t window = 400 * USEC_PER_MSEC, max;
+        size_t early;
+
+        /* The naive baseline: the backoff (no jitter, 80 ms cap) brings the
+         * whole fleet back at once. */
+        early = run_outage(true, window, 300 * USEC_PER_MSEC, &max);
+        assert_true(max < 100 * USEC_PER_MSEC);
+        assert_true(early >= OUTAGE_WATCHES / 2);
+}
+
 /* ---- requests ------------------------------------------------------------------ */
 
 static void script_echo(fake *f, fake_req *r, size_t idx) {
@@ -1335,6 +1641,11 @@ int main(void) {
                 cmocka_unit_test(test_non_json_error_body),
                 cmocka_unit_test(test_free_from_callback),
                 cmocka_unit_test(test_node_field_selector),
+                cmocka_unit_test(test_streaming_list_replaces_store),
+                cmocka_unit_test(test_streaming_list_cut_short),
+                cmocka_unit_test(test_streaming_list_refused_falls_back),
+                cmocka_unit_test(test_resume_splay_spreads_reconnections),
+                cmocka_unit_test(test_resume_no_jitter_no_splay),
                 cmocka_unit_test(test_401_reloads_token),
                 cmocka_unit_test(test_401_retried_once),
                 cmocka_unit_test(test_requests),
