@@ -161,13 +161,18 @@ static void on_error(kube_watch *w, int r, const err_info *err, void *userdata) 
         fprintf(stderr, "# watch error: %s: %s\n", err_name(r), err ? err->message : "");
 }
 
-static kube_watch *watch_label(kube_client *c, const char *label, recorder *rec) {
+/* A watch of the ConfigMaps labelled test=@label; with @streaming, by
+ * streaming lists, and a resume splay of @splay_usec. */
+static kube_watch *watch_label_with(kube_client *c, const char *label, recorder *rec,
+                                    bool streaming, uint64_t splay_usec) {
         char sel[128];
         kube_watch_opts o = {
                 .resource = &KUBE_RESOURCE_CONFIGMAPS,
                 .namespace = ns,
                 .label_selector = sel,
                 .backoff_cap_usec = 2 * USEC_PER_SEC, /* keep outage tests short */
+                .streaming_list = streaming,
+                .resume_splay_usec = splay_usec,
                 .on_add = on_add,
                 .on_update = on_update,
                 .on_delete = on_delete,
@@ -179,6 +184,10 @@ static kube_watch *watch_label(kube_client *c, const char *label, recorder *rec)
         snprintf(sel, sizeof(sel), "test=%s", label);
         assert_int_equal(kube_watch_start(c, &o, &w), 0);
         return w;
+}
+
+static kube_watch *watch_label(kube_client *c, const char *label, recorder *rec) {
+        return watch_label_with(c, label, rec, false, 0);
 }
 
 static bool pred_synced(void *w) {
@@ -507,6 +516,63 @@ static void test_watch_survives_stop_start(void **state) {
         assert_true(s.failures >= 1);
         assert_true(s.watches >= 2);
         assert_true(rec.errors >= 1);
+        kube_watch_free(w);
+}
+
+/* The local control plane (v1.36) has the WatchList gate on: one request
+ * lists and watches. */
+static void test_watch_streaming_list(void **state) {
+        recorder rec = {};
+        kube_watch_stats s;
+        kube_watch *w;
+
+        create_cm("stream-a", "stream", "1");
+        create_cm("stream-b", "stream", "2");
+        create_cm("stream-other", "not-stream", "x");
+        w = watch_label_with(client, "stream", &rec, true, 0);
+        assert_true(run_until(pred_synced, w, 30 * USEC_PER_SEC));
+        assert_int_equal(kube_store_count(kube_watch_get_store(w)), 2);
+        assert_int_equal(rec.n, 2);
+        kube_watch_get_stats(w, &s);
+        assert_int_equal(s.streaming_lists, 1);
+        assert_int_equal(s.lists, 1);
+        assert_int_equal(s.watches, 1);
+        assert_int_equal(rec.errors, 0);
+        assert_false(isempty(kube_watch_get_resource_version(w)));
+
+        /* The same request goes on as the watch. */
+        create_cm("stream-c", "stream", "3");
+        delete_cm("stream-a");
+        wait_store(w, "stream-c", "3", 30 * USEC_PER_SEC);
+        wait_store(w, "stream-a", NULL, 30 * USEC_PER_SEC);
+        kube_watch_get_stats(w, &s);
+        assert_int_equal(s.watches, 1);
+        assert_int_equal(s.lists, 1);
+        kube_watch_free(w);
+}
+
+/* After a restart, a streaming list from the last resourceVersion: no 410
+ * from the new watch cache, and what changed since arrives. */
+static void test_watch_streaming_resume_after_restart(void **state) {
+        recorder rec = {};
+        kube_watch_stats s;
+        kube_watch *w;
+
+        create_cm("resume-a", "resume", "1");
+        w = watch_label_with(client, "resume", &rec, true, 3 * USEC_PER_SEC);
+        assert_true(run_until(pred_synced, w, 30 * USEC_PER_SEC));
+
+        cluster("stop", "apiserver");
+        run_for(3 * USEC_PER_SEC);
+        cluster("start", "apiserver");
+
+        create_cm("resume-b", "resume", "2");
+        wait_store(w, "resume-b", "2", 60 * USEC_PER_SEC);
+        kube_watch_get_stats(w, &s);
+        assert_true(s.outages >= 1);
+        assert_int_equal(s.relists_gone, 0);
+        assert_true(s.streaming_lists >= 2);
+        assert_int_equal(kube_store_count(kube_watch_get_store(w)), 2);
         kube_watch_free(w);
 }
 
@@ -913,10 +979,12 @@ int main(void) {
                 cmocka_unit_test(test_status_subresource_and_lease),
                 cmocka_unit_test(test_list_pagination),
                 cmocka_unit_test(test_watch_in_order),
+                cmocka_unit_test(test_watch_streaming_list),
                 cmocka_unit_test(test_serviceaccount_token_rbac),
                 cmocka_unit_test(test_bad_token_is_eacces),
                 cmocka_unit_test(test_watch_survives_pause_resume),
                 cmocka_unit_test(test_watch_survives_stop_start),
+                cmocka_unit_test(test_watch_streaming_resume_after_restart),
                 cmocka_unit_test(test_watch_relists_after_compaction),
         };
 
