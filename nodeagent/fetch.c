@@ -290,7 +290,7 @@ static void kube_error(kube_watch *w, int r, const err_info *err, void *userdata
 
         /* The watch retries by itself; log the first of a series only. */
         if (!f->kube_error_logged)
-                log_warning_errno(r, "API server watch failed (retrying with backoff): %s",
+                log_warning_errno(r, "API server watch failed (it retries by itself): %s",
                                   err && err->message[0] ? err->message : err_name(r));
         f->kube_error_logged = true;
 }
