@@ -439,6 +439,12 @@ for n in $sizes; do
                 api_sampler "$samples" &
                 sampler_pid=$!
                 sleep 2
+                # Not before two poll intervals after the agents' start: the
+                # first poll is uniform in [0, I] and each next one uniform in
+                # the following slot, so the fleet's poll rate is below 1/I
+                # per agent in [I, 2I] (the sum of two uniforms) and steady
+                # only from 2I on. At 100 agents the steps above take less.
+                while (($(date +%s) < ${t_start%.*} + 2 * poll_s + 2)); do sleep 1; done
                 s0=$(date +%s)
                 c0=$(cpu_ns "${agent_pids[@]}")
                 sleep "$window"
@@ -659,9 +665,11 @@ counts; the LISTs are the operator's, the controller-manager's and the scheduler
 point drawn uniformly in the resume window when the outage starts and repeated every window while
 the outage lasts, so the fleet's first attempts after the return are uniform over one window
 whatever the outage's length. A steady agent costs about 1/30 requests/s (one index poll per 30 s;
-a status PUT per ~5 min and two re-watches per 300–600 s add a little), so two requests over 180 s
-add a third of the steady rate: a 10-second peak near 1.3× the steady mean, plus noise. Neither
-depends on N, since the steady rate and the recovery both scale with it. The price is freshness
+a status PUT per ~5 min and two re-watches per 300–600 s add a little). Its recovery is the two
+streaming lists and, as they come back, about one status write to the object store: three requests
+over 180 s, half the steady rate, so a resume window averages about 1.5× the steady mean and its
+busiest 10 seconds more by the noise. Neither depends on N, since the steady rate and the recovery
+both scale with it; the noise shrinks with N. The price is freshness
 through the API server alone: a watch is back 90 s after the return on average, while the
 object-store poll keeps every node within one poll interval throughout (the update after the resume
 window, in the notes, goes through the watches again).
