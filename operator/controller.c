@@ -193,7 +193,9 @@ static void store_index_update(job *j) {
                 j->out.store = TARGET_FAILED;
                 job_fail(j, r);
                 step_done(j);
-        }
+        } else
+                /* Waiting for the coalesced write needs no worker. */
+                (void) workqueue_park(j->ctl->queue, j->key);
 }
 
 static void on_manifest_put(objstore_op *op, int r, objstore_object *obj, const err_info *err,
@@ -292,7 +294,9 @@ static void cm_index_update(job *j) {
                 j->out.cm = TARGET_FAILED;
                 job_fail(j, r);
                 step_done(j);
-        }
+        } else
+                /* Waiting for the coalesced write needs no worker. */
+                (void) workqueue_park(j->ctl->queue, j->key);
 }
 
 static void on_cm_applied(kube_client *k, int r, json_object *obj, const err_info *err,

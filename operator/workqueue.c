@@ -12,6 +12,7 @@ typedef struct wq_item {
         char *key;
         bool queued;   /* in the ready FIFO */
         bool inflight; /* handed to the reconcile function */
+        bool parked;   /* in flight, but waiting without a worker (workqueue_park()) */
         bool dirty;    /* added while in flight: queue again when done */
         unsigned failures;
         uint64_t due;    /* when a delayed add becomes ready (monotonic usec) */
@@ -28,7 +29,7 @@ struct workqueue {
 
         struct lh_table *items; /* key -> wq_item; the table owns the items */
         wq_item *head, *tail;   /* ready FIFO */
-        unsigned n_ready, n_inflight;
+        unsigned n_ready, n_inflight, n_parked;
 
         wq_item **heap; /* min-heap on due, for delayed adds and backoff */
         size_t n_heap, heap_cap;
@@ -343,7 +344,11 @@ void workqueue_done(workqueue *q, const char *key, int r) {
         if (!it || !it->inflight)
                 return; /* a programming error; nothing sensible to do */
         it->inflight = false;
-        q->n_inflight--;
+        if (it->parked) {
+                it->parked = false;
+                q->n_parked--;
+        } else
+                q->n_inflight--;
         if (r >= 0)
                 it->failures = 0;
         else {
@@ -382,6 +387,26 @@ void workqueue_set_paused(workqueue *q, bool paused) {
 
 unsigned workqueue_len(const workqueue *q) {
         return q->n_ready + (unsigned) q->n_heap;
+}
+
+bool workqueue_park(workqueue *q, const char *key) {
+        wq_item *it = item_get(q, key);
+
+        if (!it || !it->inflight)
+                return false;
+        if (it->parked)
+                return true;
+        if (q->n_parked >= WORKQUEUE_PARKED_PER_WORKER * q->opts.workers)
+                return false;
+        it->parked = true;
+        q->n_parked++;
+        q->n_inflight--;
+        dispatch_schedule(q);
+        return true;
+}
+
+unsigned workqueue_parked(const workqueue *q) {
+        return q->n_parked;
 }
 
 unsigned workqueue_inflight(const workqueue *q) {

@@ -52,6 +52,20 @@ int workqueue_add_after(workqueue *q, const char *key, uint64_t delay_usec);
  * with the key's next backoff delay. A key added meanwhile is queued again. */
 void workqueue_done(workqueue *q, const char *key, int r);
 
+/* The reconcile of @key (in flight) now only waits for a write it shares with
+ * others (the coalesced index writes): it stops counting against @workers, so
+ * another key can start, though @key stays in flight (never reconciled
+ * concurrently) until workqueue_done(). At most
+ * WORKQUEUE_PARKED_PER_WORKER × @workers keys are parked at once, which bounds
+ * the memory of waiting reconciles if the shared write stalls; beyond that,
+ * or for a key not in flight, it returns false and changes nothing. Parking
+ * twice is harmless. Without it, every reconcile would hold a worker through
+ * the index's coalescing window, and @workers ÷ that window would cap how
+ * many bundles a second can be published. */
+#define WORKQUEUE_PARKED_PER_WORKER 16
+bool workqueue_park(workqueue *q, const char *key);
+unsigned workqueue_parked(const workqueue *q); /* keys parked */
+
 /* Removes any pending (not in-flight) entry and the failure history of @key. */
 void workqueue_forget(workqueue *q, const char *key);
 

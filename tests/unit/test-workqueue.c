@@ -154,6 +154,54 @@ static void test_worker_limit(void **state) {
         finish(&rec, q);
 }
 
+/* A parked reconcile frees its worker but keeps its key in flight; the
+ * number parked is bounded. */
+static void test_parked_keys_free_workers(void **state) {
+        workqueue_opts o = {.workers = 1};
+        recorder rec = {.complete = false};
+        workqueue *q = make_queue(&rec, &o);
+        unsigned parked = 0;
+        char key[16];
+
+        for (int i = 0; i < 40; i++) {
+                snprintf(key, sizeof(key), "ns/k%d", i);
+                workqueue_add(q, key);
+        }
+        run_for(&rec, 20 * USEC_PER_MSEC);
+        assert_int_equal(rec.calls, 1);
+        assert_false(workqueue_park(q, "ns/k1")); /* not in flight */
+        assert_true(workqueue_park(q, "ns/k0"));
+        assert_true(workqueue_park(q, "ns/k0")); /* twice: no change */
+        assert_int_equal(workqueue_parked(q), 1);
+        assert_int_equal(workqueue_inflight(q), 0);
+        run_for(&rec, 20 * USEC_PER_MSEC);
+        assert_int_equal(rec.calls, 2);
+        assert_string_equal(rec.keys[1], "ns/k1");
+
+        /* k0 is still in flight: added again, it waits for its done. */
+        workqueue_add(q, "ns/k0");
+        /* Park everything that comes until the bound says no. */
+        for (unsigned i = 1; i < 40; i++) {
+                snprintf(key, sizeof(key), "ns/k%u", i);
+                if (!workqueue_park(q, key))
+                        break;
+                run_for(&rec, 5 * USEC_PER_MSEC);
+        }
+        parked = workqueue_parked(q);
+        assert_int_equal(parked, WORKQUEUE_PARKED_PER_WORKER * o.workers);
+        assert_int_equal(workqueue_inflight(q), 1); /* the one refused keeps its worker */
+        for (unsigned i = 0; i < rec.calls && i < MAX_CALLS; i++)
+                if (i > 0)
+                        assert_string_not_equal(rec.keys[i], "ns/k0");
+
+        /* Done on a parked key releases no worker it doesn't hold, and
+         * requeues the key added meanwhile. */
+        workqueue_done(q, "ns/k0", 0);
+        assert_int_equal(workqueue_parked(q), parked - 1);
+        assert_int_equal(workqueue_inflight(q), 1);
+        finish(&rec, q);
+}
+
 static void test_paused_queue_hands_out_nothing(void **state) {
         recorder rec = {.complete = true};
         workqueue *q = make_queue(&rec, NULL);
@@ -219,6 +267,7 @@ int main(void) {
                 cmocka_unit_test(test_failures_back_off_exponentially_and_success_forgets),
                 cmocka_unit_test(test_backoff_is_capped),
                 cmocka_unit_test(test_worker_limit),
+                cmocka_unit_test(test_parked_keys_free_workers),
                 cmocka_unit_test(test_paused_queue_hands_out_nothing),
                 cmocka_unit_test(test_token_bucket_paces_retries_not_new_work),
                 cmocka_unit_test(test_add_after_and_forget),
