@@ -30,6 +30,7 @@ struct workqueue {
         struct lh_table *items; /* key -> wq_item; the table owns the items */
         wq_item *head, *tail;   /* ready FIFO */
         unsigned n_ready, n_inflight, n_parked;
+        uint64_t n_adds, n_retries; /* see workqueue_adds() */
 
         wq_item **heap; /* min-heap on due, for delayed adds and backoff */
         size_t n_heap, heap_cap;
@@ -197,17 +198,26 @@ static void fifo_remove(workqueue *q, wq_item *it) {
         q->n_ready--;
 }
 
-/* Makes @it ready now (the common path of add and of an expired delay). */
+static void item_push(workqueue *q, wq_item *it) {
+        heap_remove(q, it);
+        fifo_push(q, it);
+        dispatch_schedule(q);
+}
+
+/* Makes @it ready now (the common path of add and of an expired delay). An
+ * add counts when it queues the key or marks it to run again, as client-go's
+ * does; one that finds it already waiting is a no-op. */
 static void item_ready(workqueue *q, wq_item *it) {
         if (it->inflight) {
+                if (!it->dirty)
+                        q->n_adds++;
                 it->dirty = true;
                 return;
         }
         if (it->queued)
                 return;
-        heap_remove(q, it);
-        fifo_push(q, it);
-        dispatch_schedule(q);
+        q->n_adds++;
+        item_push(q, it);
 }
 
 static int on_dispatch(sd_event_source *s, void *userdata) {
@@ -355,13 +365,15 @@ void workqueue_done(workqueue *q, const char *key, int r) {
                 /* controller-runtime's default: the larger of the key's own
                  * exponential backoff and the overall bucket's reservation. */
                 it->failures++;
+                q->n_retries++;
                 (void) workqueue_add_after(q, key,
                                            MAX(failure_delay(q, it->failures),
                                                ratelimit_reserve(&q->bucket, loop_now(q->event))));
         }
         if (it->dirty) {
+                /* Counted as an add when it was marked. */
                 it->dirty = false;
-                item_ready(q, it);
+                item_push(q, it);
         }
         dispatch_schedule(q);
 }
@@ -407,6 +419,14 @@ bool workqueue_park(workqueue *q, const char *key) {
 
 unsigned workqueue_parked(const workqueue *q) {
         return q->n_parked;
+}
+
+uint64_t workqueue_adds(const workqueue *q) {
+        return q->n_adds;
+}
+
+uint64_t workqueue_retries(const workqueue *q) {
+        return q->n_retries;
 }
 
 unsigned workqueue_inflight(const workqueue *q) {

@@ -76,3 +76,11 @@ void workqueue_set_paused(workqueue *q, bool paused);
 unsigned workqueue_len(const workqueue *q);      /* pending keys */
 unsigned workqueue_inflight(const workqueue *q); /* reconciles running */
 unsigned workqueue_failures(const workqueue *q, const char *key);
+
+/* Counters since creation, client-go's workqueue_adds_total and
+ * workqueue_retries_total: adds that queued a key (immediately, or when a
+ * delayed add or a backoff came due) or marked an in-flight key to run again,
+ * but not those that found it already waiting; and failures requeued with
+ * backoff by workqueue_done(). */
+uint64_t workqueue_adds(const workqueue *q);
+uint64_t workqueue_retries(const workqueue *q);

@@ -70,6 +70,9 @@ static void test_adds_are_deduplicated(void **state) {
         assert_string_equal(rec.keys[0], "ns/a"); /* FIFO order */
         assert_string_equal(rec.keys[1], "ns/b");
         assert_int_equal(workqueue_len(q), 0);
+        /* Only the adds that queued a key count (client-go's adds_total). */
+        assert_int_equal(workqueue_adds(q), 2);
+        assert_int_equal(workqueue_retries(q), 0);
         finish(&rec, q);
 }
 
@@ -87,11 +90,13 @@ static void test_a_key_is_never_reconciled_concurrently(void **state) {
         workqueue_add(q, "ns/a");
         run_for(&rec, 20 * USEC_PER_MSEC);
         assert_int_equal(rec.calls, 1);
+        assert_int_equal(workqueue_adds(q), 2); /* the first, and one to run again */
 
         /* ...but exactly once more after it finishes. */
         workqueue_done(q, "ns/a", 0);
         run_for(&rec, 20 * USEC_PER_MSEC);
         assert_int_equal(rec.calls, 2);
+        assert_int_equal(workqueue_adds(q), 2); /* the requeue was counted when marked */
         workqueue_done(q, "ns/a", 0);
         run_for(&rec, 20 * USEC_PER_MSEC);
         assert_int_equal(rec.calls, 2);
@@ -112,12 +117,17 @@ static void test_failures_back_off_exponentially_and_success_forgets(void **stat
         assert_true(rec.at[2] - rec.at[1] >= 39 * USEC_PER_MSEC);
         assert_true(rec.at[3] - rec.at[2] >= 79 * USEC_PER_MSEC);
         assert_int_equal(workqueue_failures(q, "ns/a"), 4);
+        /* Each failure is a retry; each retry that came due, an add. */
+        assert_int_equal(workqueue_retries(q), 4);
+        assert_int_equal(workqueue_adds(q), 4);
 
         /* A success resets the history: the next failure waits the base delay. */
         rec.result = 0;
         run_for(&rec, 300 * USEC_PER_MSEC);
         assert_int_equal(rec.calls, 5);
         assert_int_equal(workqueue_failures(q, "ns/a"), 0);
+        assert_int_equal(workqueue_retries(q), 4);
+        assert_int_equal(workqueue_adds(q), 5);
         finish(&rec, q);
 }
 
