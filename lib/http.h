@@ -124,6 +124,19 @@ typedef struct http_stats {
 } http_stats;
 void http_client_get_stats(const http_client *c, http_stats *ret);
 
+/* Responses counted by HTTP status, for clients that export
+ * rest_client_requests_total{code=...}: n[status] for 100..599, and n[0] for
+ * a request that got no response (a transport error, client-go's
+ * code="<error>") or a status out of that range. */
+#define HTTP_CODE_MAX 600
+typedef struct http_code_counts {
+        uint64_t n[HTTP_CODE_MAX];
+} http_code_counts;
+
+static inline void http_code_counts_inc(http_code_counts *c, long status) {
+        c->n[status >= 100 && status < HTTP_CODE_MAX ? status : 0]++;
+}
+
 /* ---- Test seam ---------------------------------------------------------- */
 
 /* Handler of a fake client: called (from the event loop) for each request

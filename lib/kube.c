@@ -764,6 +764,7 @@ static void on_http_done(http_request *hreq, int r, const http_response *resp, c
         kube_client *c = kr->client;
 
         kr->http = NULL;
+        http_code_counts_inc(&c->stats.codes, r >= 0 && resp ? resp->status : 0);
         /* A 401 with a token file: the token may have rotated under us. Read
          * it again and retry once. Streams handle this themselves, since
          * their body may already have been consumed. */

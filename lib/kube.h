@@ -184,6 +184,9 @@ typedef struct kube_client_stats {
         /* requests by verb: GET (get and list), watch (a streamed GET), POST,
          * PUT, PATCH, DELETE */
         uint64_t gets, watches, posts, puts, patches, deletes;
+        /* every HTTP exchange (each attempt, list page and watch) by the
+         * status it ended with; n[0]: no response */
+        http_code_counts codes;
 } kube_client_stats;
 void kube_client_get_stats(const kube_client *c, kube_client_stats *ret);
 

@@ -170,6 +170,15 @@ const char *objstore_backend_name(const objstore *s) {
         return s ? s->vt->name : NULL;
 }
 
+bool objstore_get_http_codes(const objstore *s, http_code_counts *ret) {
+        if (!s || !s->vt->http_codes) {
+                *ret = (http_code_counts){};
+                return false;
+        }
+        s->vt->http_codes(s->impl, ret);
+        return true;
+}
+
 sd_event *objstore_get_event(const objstore *s) {
         return s ? s->event : NULL;
 }
@@ -973,6 +982,12 @@ static void s3b_cancel(void *impl, objstore_op *op) {
         objstore_op_set_backend_data(op, NULL);
 }
 
+static void s3b_http_codes(void *impl, http_code_counts *ret) {
+        s3_store *st = impl;
+
+        s3_client_get_http_codes(st->client, ret);
+}
+
 static const objstore_vtable s3_vtable = {
         .name = "s3",
         .put = s3b_put,
@@ -982,6 +997,7 @@ static const objstore_vtable s3_vtable = {
         .list_page = s3b_list_page,
         .cancel = s3b_cancel,
         .free = s3_store_free,
+        .http_codes = s3b_http_codes,
 };
 
 static int open_s3(sd_event *e, const objstore_location *l, const objstore_config *cfg,

@@ -132,6 +132,10 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(objstore *, objstore_free);
 const char *objstore_backend_name(const objstore *s);
 sd_event *objstore_get_event(const objstore *s);
 
+/* The backend's requests by HTTP status (http_code_counts) into *@ret, and
+ * true; a backend without HTTP (file) zeroes *@ret and returns false. */
+bool objstore_get_http_codes(const objstore *s, http_code_counts *ret);
+
 /* Keys are what fsx_is_safe_relpath() accepts (relative, no empty, "." or
  * ".." segments, no control characters, at most FSX_PATH_MAX bytes), and no
  * segment may start with ".#" (the file backend's temporary files). The same
@@ -195,6 +199,8 @@ typedef struct objstore_vtable {
         /* Stops the backend's work for @op; no completion may follow. */
         void (*cancel)(void *impl, objstore_op *op);
         void (*free)(void *impl);
+        /* Optional: requests by HTTP status (backends that speak HTTP). */
+        void (*http_codes)(void *impl, http_code_counts *ret);
 } objstore_vtable;
 
 /* Wraps a backend: takes ownership of @impl (freed with vt->free). */

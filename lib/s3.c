@@ -62,6 +62,7 @@ struct s3_client {
         char *fixed_amz_date;
 
         s3_op *ops; /* pending, for s3_client_free() */
+        http_code_counts codes;
 };
 
 typedef enum op_kind {
@@ -709,6 +710,7 @@ static void on_http_done(http_request *req, int r, const http_response *resp, co
         long status;
 
         op->req = NULL;
+        http_code_counts_inc(&c->codes, r >= 0 && resp ? resp->status : 0);
         if (r < 0) {
                 if (op_maybe_retry(op, r, 0, NULL, -1))
                         return;
@@ -1227,6 +1229,10 @@ s3_client *s3_client_free(s3_client *c) {
         free(c->fixed_amz_date);
         free(c);
         return NULL;
+}
+
+void s3_client_get_http_codes(const s3_client *c, http_code_counts *ret) {
+        *ret = c->codes;
 }
 
 sd_event *s3_client_get_event(s3_client *c) {

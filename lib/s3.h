@@ -153,6 +153,10 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(s3_client *, s3_client_free);
 /* The event loop the client runs on (borrowed). */
 sd_event *s3_client_get_event(s3_client *c);
 
+/* Every HTTP exchange so far (each attempt, retries included) by the status
+ * it ended with; n[0]: no response (see http_code_counts). */
+void s3_client_get_http_codes(const s3_client *c, http_code_counts *ret);
+
 /* Options of a PUT. */
 typedef struct s3_put_opts {
         const char *content_type; /* NULL: application/octet-stream */

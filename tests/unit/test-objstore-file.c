@@ -32,6 +32,7 @@ typedef struct env {
 static int env_setup(void **state) {
         env *v = calloc(1, sizeof(*v));
         _cleanup_free_ char *loc = NULL;
+        http_code_counts codes = {.n = {[200] = 1}};
         err_info err;
 
         assert_non_null(v);
@@ -42,6 +43,9 @@ static int env_setup(void **state) {
         if (objstore_open(v->e, loc, NULL, &v->s, &err) < 0)
                 fail_msg("objstore_open: %s", err.message);
         assert_string_equal(objstore_backend_name(v->s), "file");
+        /* No HTTP: no counts, and *ret zeroed. */
+        assert_false(objstore_get_http_codes(v->s, &codes));
+        assert_int_equal(codes.n[200], 0);
         *state = v;
         return 0;
 }

@@ -466,6 +466,7 @@ static void test_retry_then_success(void **state) {
                 {200, 0, {"ETag: \"ok\"", NULL}, "data"},
         };
         _cleanup_(s3_object_freep) s3_object *o = NULL;
+        http_code_counts codes;
         err_info err;
         env v;
 
@@ -476,6 +477,11 @@ static void test_retry_then_success(void **state) {
         /* Each retry waited for a timer (never re-sent from the callback). */
         assert_true(v.fake.seen[1].at >= v.fake.seen[0].at);
         assert_true(v.fake.seen[2].at >= v.fake.seen[1].at);
+        /* Every attempt counts by its status; no response counts as 0. */
+        s3_client_get_http_codes(v.s3, &codes);
+        assert_int_equal(codes.n[503], 1);
+        assert_int_equal(codes.n[0], 1);
+        assert_int_equal(codes.n[200], 1);
         env_close(&v);
 }
 
@@ -952,6 +958,7 @@ static void test_objstore_s3_backend(void **state) {
         _cleanup_(objstore_object_freep) objstore_object *p = NULL, *g = NULL;
         objstore *os = NULL;
         objstore_entry *e = NULL;
+        http_code_counts codes;
         size_t n = 0;
         err_info err;
         env v;
@@ -1002,6 +1009,12 @@ static void test_objstore_s3_backend(void **state) {
         /* Checked before anything is sent. */
         assert_int_equal(objstore_get_sync(os, "a/../b", NULL, NULL, &err), -EINVAL);
         assert_int_equal(v.fake.n_seen, 6);
+
+        /* The S3 client's counts by status, through the store. */
+        assert_true(objstore_get_http_codes(os, &codes));
+        assert_int_equal(codes.n[200], 4);
+        assert_int_equal(codes.n[404], 1);
+        assert_int_equal(codes.n[412], 1);
 
         /* A pending op is dropped with the store. */
         assert_int_equal(objstore_get(os, "n/a", NULL, objstore_never_called, NULL, NULL), 0);
