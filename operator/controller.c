@@ -75,6 +75,8 @@ struct job {
         bool deleting; /* finalizer/orphan cleanup instead of publication */
         bool remove_finalizer;
         bool new_revision;
+        bool store_written, cm_written; /* a target wrote something (see controller_stats) */
+        uint64_t started;               /* loop clock, for opts.reconcile_time */
         objstore_op *store_op;
         kube_request *cm_req, *cr_req;
         job *prev, *next;
@@ -111,6 +113,9 @@ static void job_finish(job *j) {
         c->stats.reconciles++;
         if (r < 0)
                 c->stats.reconcile_errors++;
+        if (!c->shutting_down)
+                metric_observe(c->opts.reconcile_time, CONTROLLER_METRICS_LABEL,
+                               (double) (loop_now(c->event) - j->started) / USEC_PER_SEC);
         job_free(j);
         if (!c->shutting_down)
                 workqueue_done(c->queue, key, r);
@@ -150,8 +155,10 @@ static void on_store_index_synced(int r, const err_info *err, void *userdata) {
                          err ? err->message : strerror(-r));
                 j->out.store = TARGET_FAILED;
                 job_fail(j, r);
-        } else if (!j->deleting)
+        } else if (!j->deleting) {
                 j->out.store = TARGET_OK;
+                j->store_written = true;
+        }
         step_done(j);
 }
 
@@ -214,6 +221,7 @@ static void on_manifest_put(objstore_op *op, int r, objstore_object *obj, const 
                 return;
         }
         j->ctl->stats.manifest_puts++;
+        j->store_written = true;
         store_index_update(j);
 }
 
@@ -269,8 +277,10 @@ static void on_cm_index_synced(int r, const err_info *err, void *userdata) {
                          PUBLISH_INDEX_CONFIGMAP, err ? err->message : strerror(-r));
                 j->out.cm = TARGET_FAILED;
                 job_fail(j, r);
-        } else if (!j->deleting)
+        } else if (!j->deleting) {
                 j->out.cm = TARGET_OK;
+                j->cm_written = true;
+        }
         step_done(j);
 }
 
@@ -313,6 +323,7 @@ static void on_cm_applied(kube_client *k, int r, json_object *obj, const err_inf
                 return;
         }
         j->ctl->stats.cm_writes++;
+        j->cm_written = true;
         cm_index_update(j);
 }
 
@@ -364,6 +375,7 @@ static void on_status_applied(kube_client *k, int r, json_object *obj, const err
                 log_object_warning_errno(r, j->key, "Failed to write status: %s",
                                          err ? err->message : "");
                 job_fail(j, r);
+                j->ctl->stats.status_write_errors++;
         } else
                 j->ctl->stats.status_writes++;
         job_finish(j);
@@ -401,12 +413,25 @@ static bool render_error_is_new(job *j) {
         return true;
 }
 
+/* One outcome of a target per reconcile: see controller_stats. */
+static void count_publish(target_state state, bool written, uint64_t *ok, uint64_t *failed) {
+        if (state == TARGET_FAILED)
+                (*failed)++;
+        else if (written)
+                (*ok)++;
+}
+
 static void job_status(job *j) {
         controller *c = j->ctl;
         _cleanup_json_ json_object *status = NULL, *body = NULL;
         json_object *old = jsonx_get(j->cr, "status"), *meta;
         char now[32];
         int r;
+
+        count_publish(j->out.store, j->store_written, &c->stats.store_publishes,
+                      &c->stats.store_publish_errors);
+        count_publish(j->out.cm, j->cm_written, &c->stats.cm_publishes,
+                      &c->stats.cm_publish_errors);
 
         if (j->new_revision && j->out.store != TARGET_FAILED && j->out.cm != TARGET_FAILED) {
                 c->stats.revisions++;
@@ -469,6 +494,7 @@ static void job_status(job *j) {
         r = kube_apply_object(c->kube, &RESOURCE_CONFIGBUNDLES, j->ns, body, "status",
                               PUBLISH_FIELD_MANAGER, true, on_status_applied, j, &j->cr_req);
         if (r < 0) {
+                c->stats.status_write_errors++;
                 job_fail(j, r);
                 job_finish(j);
         }
@@ -778,6 +804,7 @@ static void reconcile(workqueue *q, const char *key, void *userdata) {
                 return;
         }
         j->ctl = c;
+        j->started = loop_now(c->event);
         j->next = c->jobs;
         if (c->jobs)
                 c->jobs->prev = j;
@@ -1276,6 +1303,11 @@ bool controller_is_synced(const controller *c) {
 
 void controller_get_stats(const controller *c, controller_stats *ret) {
         *ret = c->stats;
+        ret->queue_depth = workqueue_len(c->queue);
+        ret->queue_inflight = workqueue_inflight(c->queue);
+        ret->queue_parked = workqueue_parked(c->queue);
+        ret->queue_adds = workqueue_adds(c->queue);
+        ret->queue_retries = workqueue_retries(c->queue);
         if (c->fleet) {
                 fleet_stats fs;
 

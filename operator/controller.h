@@ -22,7 +22,12 @@
 
 #include "kube.h"
 #include "macro.h"
+#include "metrics.h"
 #include "objstore.h"
+
+/* The controller's name in controller-runtime's metrics, and their label. */
+#define CONTROLLER_NAME          "configbundle"
+#define CONTROLLER_METRICS_LABEL "controller=\"" CONTROLLER_NAME "\""
 
 extern const kube_resource RESOURCE_CONFIGBUNDLES;
 
@@ -37,6 +42,10 @@ typedef struct controller_opts {
         uint64_t index_coalesce_usec;     /* 0: 200 ms */
         uint64_t fleet_interval_usec;     /* 0: 30 s; agent reports read this often (jittered) */
         uint64_t manifest_retention_usec; /* 0: 24 h */
+        /* A histogram (borrowed) that gets each reconcile's duration in
+         * seconds, from its start to its workqueue_done(), with the label
+         * CONTROLLER_METRICS_LABEL; NULL: none. */
+        metric *reconcile_time;
 } controller_opts;
 
 typedef struct controller_stats {
@@ -51,6 +60,17 @@ typedef struct controller_stats {
         uint64_t events;      /* Kubernetes Events posted */
         uint64_t fleet_reads; /* agent report objects read */
         uint64_t gc_deletes;  /* superseded manifests deleted */
+        /* Publication by target, one outcome per reconcile that publishes: a
+         * target that wrote (manifest, index entry, ConfigMap) and succeeded,
+         * or that failed; one with nothing to write counts neither. Status
+         * writes that succeeded are status_writes. */
+        uint64_t store_publishes, store_publish_errors;
+        uint64_t cm_publishes, cm_publish_errors;
+        uint64_t status_write_errors;
+        /* the work queue: keys waiting, reconciles holding a worker, parked
+         * ones (workqueue_park()), and workqueue_adds()/workqueue_retries() */
+        uint64_t queue_depth, queue_inflight, queue_parked;
+        uint64_t queue_adds, queue_retries;
 } controller_stats;
 
 /* @store may be NULL (no object store configured). @kube and @store are

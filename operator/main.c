@@ -69,49 +69,141 @@ static int on_signal(sd_event_source *s, const struct signalfd_siginfo *si, void
         return sd_event_exit(op->event, 0);
 }
 
+/* The operator's metrics (docs/operator.md lists them): the names operator
+ * users know from controller-runtime and client-go where there is one, and
+ * ballast_operator_* for the rest. Registered before the controller, which
+ * observes reconcile_time itself; the tick copies everything else from the
+ * stats structs. */
+#define QUEUE_LABEL "name=\"" CONTROLLER_NAME "\""
+
+static struct {
+        metric *reconciles, *errors, *revisions, *writes, *reads, *gc, *leading, *requests;
+        metric *queue_depth, *queue_adds, *queue_retries, *queue_inflight, *queue_parked;
+        metric *cr_reconciles, *cr_errors, *reconcile_time, *publishes, *codes, *store_codes;
+} m;
+
+static void register_metrics(void) {
+        /* controller-runtime's buckets for reconcile_time_seconds. */
+        static const double reconcile_buckets[] = {
+                0.005, 0.01, 0.025, 0.05, 0.1,  0.15, 0.2,  0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.6,
+                0.7,   0.8,  0.9,   1,    1.25, 1.5,  1.75, 2,    2.5, 3,    3.5, 4,    4.5, 5,
+                6,     7,    8,     9,    10,   15,   20,   25,   30,  40,   50,  60,
+        };
+
+        m.reconciles = metric_register("ballast_operator_reconciles_total", METRIC_COUNTER,
+                                       "Reconciles finished.");
+        m.errors = metric_register("ballast_operator_reconcile_errors_total", METRIC_COUNTER,
+                                   "Reconciles that failed and were requeued with backoff.");
+        m.revisions = metric_register("ballast_operator_revisions_total", METRIC_COUNTER,
+                                      "New bundle revisions published.");
+        m.writes = metric_register("ballast_operator_writes_total", METRIC_COUNTER,
+                                   "Writes by target.");
+        m.reads = metric_register("ballast_operator_fleet_reads_total", METRIC_COUNTER,
+                                  "Agent reports read from the object store.");
+        m.gc = metric_register("ballast_operator_gc_deletes_total", METRIC_COUNTER,
+                               "Superseded manifests deleted.");
+        m.leading = metric_register("ballast_operator_leader", METRIC_GAUGE,
+                                    "1 while this replica holds the lease.");
+        m.requests = metric_register("ballast_operator_kube_requests_total", METRIC_COUNTER,
+                                     "Requests sent to the API server, by verb.");
+        m.queue_depth = metric_register("workqueue_depth", METRIC_GAUGE,
+                                        "Keys waiting in the work queue (ready or delayed).");
+        m.queue_adds =
+                metric_register("workqueue_adds_total", METRIC_COUNTER,
+                                "Keys queued (adds that found the key waiting not counted).");
+        m.queue_retries = metric_register("workqueue_retries_total", METRIC_COUNTER,
+                                          "Failed reconciles requeued with backoff.");
+        m.queue_inflight = metric_register("ballast_operator_workqueue_inflight", METRIC_GAUGE,
+                                           "Reconciles holding a worker.");
+        m.queue_parked = metric_register("ballast_operator_workqueue_parked", METRIC_GAUGE,
+                                         "Reconciles waiting for a coalesced index write, "
+                                         "without a worker.");
+        m.cr_reconciles = metric_register("controller_runtime_reconcile_total", METRIC_COUNTER,
+                                          "Reconciles finished, by result.");
+        m.cr_errors = metric_register("controller_runtime_reconcile_errors_total", METRIC_COUNTER,
+                                      "Reconciles that returned an error.");
+        m.reconcile_time = metric_register_histogram(
+                "controller_runtime_reconcile_time_seconds",
+                "Time from a reconcile's start to its end (workqueue done).", reconcile_buckets,
+                ELEMENTSOF(reconcile_buckets));
+        m.publishes = metric_register("ballast_operator_publish_total", METRIC_COUNTER,
+                                      "Publications by target and result (targets with nothing "
+                                      "to write not counted).");
+        m.codes = metric_register("rest_client_requests_total", METRIC_COUNTER,
+                                  "Responses from the API server by HTTP status "
+                                  "(<error>: none).");
+        m.store_codes = metric_register("ballast_operator_objstore_requests_total", METRIC_COUNTER,
+                                        "Responses from the object store by HTTP status "
+                                        "(<error>: none).");
+}
+
+/* One series per status seen; code 0 is client-go's "<error>". */
+static void set_codes(metric *family, const http_code_counts *codes) {
+        char labels[32];
+
+        for (size_t i = 0; i < HTTP_CODE_MAX; i++) {
+                if (codes->n[i] == 0)
+                        continue;
+                if (i == 0)
+                        snprintf(labels, sizeof(labels), "code=\"<error>\"");
+                else
+                        snprintf(labels, sizeof(labels), "code=\"%zu\"", i);
+                metric_set(family, labels, (double) codes->n[i]);
+        }
+}
+
+static void set_publishes(const char *target, uint64_t ok, uint64_t failed) {
+        char labels[64];
+
+        snprintf(labels, sizeof(labels), "target=\"%s\",result=\"success\"", target);
+        metric_set(m.publishes, labels, (double) ok);
+        snprintf(labels, sizeof(labels), "target=\"%s\",result=\"error\"", target);
+        metric_set(m.publishes, labels, (double) failed);
+}
+
 static void update_metrics(manager *op) {
-        static metric *reconciles, *errors, *revisions, *writes, *reads, *gc, *leading, *requests;
         controller_stats cs;
         kube_client_stats ks;
+        http_code_counts store_codes;
 
-        if (!reconciles) {
-                reconciles = metric_register("ballast_operator_reconciles_total", METRIC_COUNTER,
-                                             "Reconciles finished.");
-                errors = metric_register("ballast_operator_reconcile_errors_total", METRIC_COUNTER,
-                                         "Reconciles that failed and were requeued with backoff.");
-                revisions = metric_register("ballast_operator_revisions_total", METRIC_COUNTER,
-                                            "New bundle revisions published.");
-                writes = metric_register("ballast_operator_writes_total", METRIC_COUNTER,
-                                         "Writes by target.");
-                reads = metric_register("ballast_operator_fleet_reads_total", METRIC_COUNTER,
-                                        "Agent reports read from the object store.");
-                gc = metric_register("ballast_operator_gc_deletes_total", METRIC_COUNTER,
-                                     "Superseded manifests deleted.");
-                leading = metric_register("ballast_operator_leader", METRIC_GAUGE,
-                                          "1 while this replica holds the lease.");
-                requests = metric_register("ballast_operator_kube_requests_total", METRIC_COUNTER,
-                                           "Requests sent to the API server, by verb.");
-        }
         controller_get_stats(op->controller, &cs);
         kube_client_get_stats(op->kube, &ks);
-        metric_set(reconciles, NULL, (double) cs.reconciles);
-        metric_set(errors, NULL, (double) cs.reconcile_errors);
-        metric_set(revisions, NULL, (double) cs.revisions);
-        metric_set(writes, "target=\"manifest\"", (double) cs.manifest_puts);
-        metric_set(writes, "target=\"index\"", (double) cs.index_writes);
-        metric_set(writes, "target=\"configmap\"", (double) cs.cm_writes);
-        metric_set(writes, "target=\"status\"", (double) cs.status_writes);
-        metric_set(writes, "target=\"configbundle\"", (double) cs.cr_writes);
-        metric_set(writes, "target=\"event\"", (double) cs.events);
-        metric_set(reads, NULL, (double) cs.fleet_reads);
-        metric_set(gc, NULL, (double) cs.gc_deletes);
-        metric_set(leading, NULL, !op->leader || leader_is_leader(op->leader) ? 1 : 0);
-        metric_set(requests, "verb=\"get\"", (double) ks.gets);
-        metric_set(requests, "verb=\"watch\"", (double) ks.watches);
-        metric_set(requests, "verb=\"post\"", (double) ks.posts);
-        metric_set(requests, "verb=\"put\"", (double) ks.puts);
-        metric_set(requests, "verb=\"patch\"", (double) ks.patches);
-        metric_set(requests, "verb=\"delete\"", (double) ks.deletes);
+        metric_set(m.reconciles, NULL, (double) cs.reconciles);
+        metric_set(m.errors, NULL, (double) cs.reconcile_errors);
+        metric_set(m.revisions, NULL, (double) cs.revisions);
+        metric_set(m.writes, "target=\"manifest\"", (double) cs.manifest_puts);
+        metric_set(m.writes, "target=\"index\"", (double) cs.index_writes);
+        metric_set(m.writes, "target=\"configmap\"", (double) cs.cm_writes);
+        metric_set(m.writes, "target=\"status\"", (double) cs.status_writes);
+        metric_set(m.writes, "target=\"configbundle\"", (double) cs.cr_writes);
+        metric_set(m.writes, "target=\"event\"", (double) cs.events);
+        metric_set(m.reads, NULL, (double) cs.fleet_reads);
+        metric_set(m.gc, NULL, (double) cs.gc_deletes);
+        metric_set(m.leading, NULL, !op->leader || leader_is_leader(op->leader) ? 1 : 0);
+        metric_set(m.requests, "verb=\"get\"", (double) ks.gets);
+        metric_set(m.requests, "verb=\"watch\"", (double) ks.watches);
+        metric_set(m.requests, "verb=\"post\"", (double) ks.posts);
+        metric_set(m.requests, "verb=\"put\"", (double) ks.puts);
+        metric_set(m.requests, "verb=\"patch\"", (double) ks.patches);
+        metric_set(m.requests, "verb=\"delete\"", (double) ks.deletes);
+
+        metric_set(m.queue_depth, QUEUE_LABEL, (double) cs.queue_depth);
+        metric_set(m.queue_adds, QUEUE_LABEL, (double) cs.queue_adds);
+        metric_set(m.queue_retries, QUEUE_LABEL, (double) cs.queue_retries);
+        metric_set(m.queue_inflight, NULL, (double) cs.queue_inflight);
+        metric_set(m.queue_parked, NULL, (double) cs.queue_parked);
+        metric_set(m.cr_reconciles, CONTROLLER_METRICS_LABEL ",result=\"success\"",
+                   (double) (cs.reconciles - cs.reconcile_errors));
+        metric_set(m.cr_reconciles, CONTROLLER_METRICS_LABEL ",result=\"error\"",
+                   (double) cs.reconcile_errors);
+        metric_set(m.cr_errors, CONTROLLER_METRICS_LABEL, (double) cs.reconcile_errors);
+        if (op->store)
+                set_publishes("objectstore", cs.store_publishes, cs.store_publish_errors);
+        set_publishes("configmap", cs.cm_publishes, cs.cm_publish_errors);
+        set_publishes("status", cs.status_writes, cs.status_write_errors);
+        set_codes(m.codes, &ks.codes);
+        if (objstore_get_http_codes(op->store, &store_codes))
+                set_codes(m.store_codes, &store_codes);
 }
 
 /* The loop's heartbeat for /healthz and the systemd watchdog, readiness
@@ -170,6 +262,8 @@ static int run(manager *op) {
                         return log_error_errno(r, "Failed to listen on %s: %m", s->health_addr);
         }
 
+        register_metrics();
+        co.reconcile_time = m.reconcile_time;
         r = controller_new(op->event, op->kube, op->store, &co, &op->controller);
         if (r < 0)
                 return log_error_errno(r, "Failed to create the controller: %m");
