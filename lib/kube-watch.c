@@ -270,7 +270,7 @@ static void watch_outage_end(kube_watch *w) {
         w->outage_next = 0;
 }
 
-/* The wait before the next attempt after a failure @r during (or starting)
+/* The wait before the next attempt after a failure during (or starting)
  * an outage. Without a splay: the backoff. With one: a point drawn
  * uniformly in the window when the outage starts, then the same point of
  * every following window while it lasts. A random phase with a fixed period
@@ -278,7 +278,8 @@ static void watch_outage_end(kube_watch *w) {
  * uniform over one window for a fleet; redrawing from the backoff instead
  * would bunch the fleet up at the return (a renewal process's waits are
  * front-loaded, twice the mean density right after any instant). Probes
- * before the return are refused connections the server never sees. */
+ * before the return are refused connections the server never sees.
+ * @may_have_restarted is false for a 429: that server is up. */
 static uint64_t watch_outage_delay(kube_watch *w, uint64_t now, bool may_have_restarted) {
         if (!w->outage) {
                 w->outage = true;

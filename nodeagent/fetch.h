@@ -66,12 +66,14 @@
 #define FETCH_RETRY_AFTER_MAX    (15 * 60) /* seconds of a server's Retry-After we honour */
 #define FETCH_PERSIST_DELAY_USEC (1 * USEC_PER_SEC)
 /* The default window over which the watches come back after an API server
- * outage, in poll intervals. The fleet's recovery requests (one streaming
- * list per watch, two watches per agent) then arrive at 2 / (6 × interval)
- * per agent per second, a third of its steady object-store rate of one poll
- * per interval; meanwhile the polls keep every node current. See
- * docs/agent.md. */
-#define FETCH_RESUME_WINDOW_POLLS 6
+ * outage, in poll intervals. An agent's recovery is three requests: one
+ * streaming list per watch, and the status write that reports the API source
+ * up again. Over ten intervals that is 0.3 of its steady rate of one poll
+ * per interval, which leaves room for the noise of small fleets under a
+ * recovery peak of twice the steady rate (six intervals, 0.5, peaked at
+ * 2.0× in a trial run of bench-agent at 100 agents); meanwhile the polls
+ * keep every node current. See docs/agent.md. */
+#define FETCH_RESUME_WINDOW_POLLS 10
 
 typedef struct fetch fetch;
 

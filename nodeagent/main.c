@@ -115,7 +115,7 @@ static void help(void) {
                "     --heartbeat-interval=DUR  Status report heartbeat (default: config\n"
                "                            heartbeatInterval, else 5m)\n"
                "     --api-resume-window=DUR  After an API server outage, reconnect at a\n"
-               "                            random time within this window (default: 6 poll\n"
+               "                            random time within this window (default: 10 poll\n"
                "                            intervals; 0: back off as usual)\n"
                "     --node-labels=K=V,...  This node's labels when there is no API server\n"
                "                            (the Node object's labels win when it is watched)\n"
