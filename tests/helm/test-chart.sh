@@ -325,6 +325,7 @@ bad_cases=(
         "a relative cacheDir|agent:\n  cacheDir: var/lib/ballast|/agent/cacheDir"
         "a cacheDir with ..|agent:\n  cacheDir: /var/../etc|/agent/cacheDir"
         "a bad duration|agent:\n  pollInterval: 30 seconds|/agent/pollInterval"
+        "a bad resume window|agent:\n  apiResumeWindow: 3 minutes|/agent/apiResumeWindow"
         "a fractional duration|operator:\n  resyncPeriod: 1.5m|/operator/resyncPeriod"
         "cacheKeep out of range|agent:\n  cacheKeep: 0|/agent/cacheKeep"
         "an upper-case action name|agent:\n  reloadActions:\n    Nginx:\n      systemdUnit: nginx.service|Nginx"
