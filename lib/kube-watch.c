@@ -95,7 +95,7 @@ struct kube_watch {
         /* The current watch request. */
         uint64_t watch_started;
         uint64_t watch_events;
-        json_object *initial; /* a streaming list's objects by key, until its end bookmark */
+        kube_store *initial; /* a streaming list's objects (as text), until its end bookmark */
         bool watch_gone;
         int watch_error;
         err_info watch_err;
@@ -125,7 +125,7 @@ static void watch_free_now(kube_watch *w) {
         sd_event_source_disable_unref(w->timer);
         kube_store_free(w->store);
         kube_stream_free(w->stream);
-        json_object_put(w->initial);
+        kube_store_free(w->initial);
         free(w->group);
         free(w->version);
         free(w->resource);
@@ -343,7 +343,7 @@ static void watch_gone(kube_watch *w, const err_info *err) {
 
 /* ---- list and replace ---------------------------------------------------------- */
 
-static int collect_missing(const char *key, json_object *obj, void *userdata) {
+static int collect_missing(const char *key, void *userdata) {
         json_object **ctx = userdata; /* [0]: seen keys, [1]: keys to delete */
 
         if (!json_object_object_get_ex(ctx[0], key, NULL))
@@ -358,45 +358,37 @@ static bool same_rv(json_object *a, json_object *b) {
         return ra && rb && streq(ra, rb);
 }
 
-/* Makes the store equal to @items (DeltaFIFO's Replace): new objects are
- * added, changed ones updated, and objects that are gone are deleted with a
- * notification carrying their last known state. */
-static int watch_replace(kube_watch *w, json_object *items) {
-        _cleanup_json_ json_object *seen = NULL, *gone = NULL;
-        json_object *ctx[2];
+/* One object of a list (or of a streaming list's initial events): stored,
+ * and added or updated; its key goes into @seen. */
+static int replace_one(kube_watch *w, const char *key, json_object *it, json_object *seen) {
+        json_object *old = NULL;
+        int r;
+
+        if (json_object_object_add(seen, key, NULL) < 0)
+                return -ENOMEM;
+        drop_managed_fields(it);
+        r = kube_store_put(w->store, key, it, &old);
+        if (r < 0)
+                return r;
+        if (!old)
+                notify_add(w, it);
+        else if (!same_rv(old, it))
+                notify_update(w, old, it);
+        json_object_put(old);
+        return 0;
+}
+
+/* Deletes what the list did not have (@seen: the keys it had), with a
+ * notification carrying each object's last known state. */
+static int replace_finish(kube_watch *w, json_object *seen) {
+        _cleanup_json_ json_object *gone = json_object_new_array();
+        json_object *ctx[2] = {seen, gone};
         size_t n;
         int r;
 
-        seen = json_object_new_object();
-        gone = json_object_new_array();
-        if (!seen || !gone)
+        if (!gone)
                 return -ENOMEM;
-
-        n = items ? json_object_array_length(items) : 0;
-        for (size_t i = 0; i < n; i++) {
-                json_object *it = json_object_array_get_idx(items, i), *old = NULL;
-                _cleanup_free_ char *key = NULL;
-
-                if (kube_object_key(it, &key) < 0)
-                        continue; /* no name: nothing to key it by */
-                if (json_object_object_add(seen, key, NULL) < 0)
-                        return -ENOMEM;
-                drop_managed_fields(it);
-                r = kube_store_put(w->store, key, it, &old);
-                if (r < 0)
-                        return r;
-                if (!old)
-                        notify_add(w, it);
-                else if (!same_rv(old, it))
-                        notify_update(w, old, it);
-                json_object_put(old);
-                if (w->freed)
-                        return 0;
-        }
-
-        ctx[0] = seen;
-        ctx[1] = gone;
-        r = kube_store_foreach(w->store, collect_missing, ctx);
+        r = kube_store_foreach_key(w->store, collect_missing, ctx);
         if (r < 0)
                 return r;
         n = json_object_array_length(gone);
@@ -411,6 +403,30 @@ static int watch_replace(kube_watch *w, json_object *items) {
                         return 0;
         }
         return 0;
+}
+
+/* Makes the store equal to @items (DeltaFIFO's Replace): new objects are
+ * added, changed ones updated, and objects that are gone are deleted. */
+static int watch_replace(kube_watch *w, json_object *items) {
+        _cleanup_json_ json_object *seen = json_object_new_object();
+        size_t n = items ? json_object_array_length(items) : 0;
+        int r;
+
+        if (!seen)
+                return -ENOMEM;
+        for (size_t i = 0; i < n; i++) {
+                json_object *it = json_object_array_get_idx(items, i);
+                _cleanup_free_ char *key = NULL;
+
+                if (kube_object_key(it, &key) < 0)
+                        continue; /* no name: nothing to key it by */
+                r = replace_one(w, key, it, seen);
+                if (r < 0)
+                        return r;
+                if (w->freed)
+                        return 0;
+        }
+        return replace_finish(w, seen);
 }
 
 static void on_watch_list_done(kube_client *c, int r, json_object *list, const err_info *err,
@@ -480,7 +496,10 @@ static int watch_list_start(kube_watch *w, err_info *e) {
                 .field_selector = w->field_selector,
                 /* The first list may come from the watch cache; after a 410
                  * we need what etcd has. */
-                .resource_version = w->relist_consistent ? NULL : "0",
+                /* The watch cache ignores limit for resourceVersion=0 and
+                 * answers with everything in one response; a paginated
+                 * list must be a consistent read to get pages. */
+                .resource_version = w->relist_consistent || w->page_size ? NULL : "0",
                 .limit = w->page_size,
         };
         int r;
@@ -507,29 +526,38 @@ static bool is_initial_events_end(json_object *obj) {
                json_object_is_type(v, json_type_string) && streq(json_object_get_string(v), "true");
 }
 
+static int replace_one_initial(const char *key, json_object *obj, void *userdata) {
+        void **ctx = userdata; /* [0]: the watch, [1]: seen keys */
+        kube_watch *w = ctx[0];
+        int r;
+
+        r = replace_one(w, key, obj, ctx[1]);
+        if (r < 0)
+                return r;
+        return w->freed ? -ECANCELED : 0;
+}
+
 /* The initial events are the list: the store is replaced with them at the
  * end bookmark, as one list would replace it, so a stream cut short changes
  * nothing and the resourceVersion stays where it was until the list is
- * whole. Costs the list's objects twice in memory until then, as a LIST
- * response does. */
+ * whole. Until then they are kept as text without managedFields (a compact
+ * store): an operator's 10,000 bundles would be ~400 MiB of json-c trees
+ * with their managedFields, ~15 MiB this way; each is parsed once more to
+ * go into the store, one at a time. */
 static int watch_initial_end(kube_watch *w, json_object *bookmark) {
-        _cleanup_json_ json_object *initial = TAKE_PTR(w->initial), *items = NULL;
+        _cleanup_(kube_store_freep) kube_store *initial = TAKE_PTR(w->initial);
+        _cleanup_json_ json_object *seen = json_object_new_object();
         const char *rv = jsonx_get_string(bookmark, "metadata.resourceVersion");
+        void *ctx[2] = {w, seen};
         int r;
 
         if (isempty(rv))
                 return -EBADMSG;
-        items = json_object_new_array();
-        if (!items)
+        if (!seen)
                 return -ENOMEM;
-        json_object_object_foreach(initial, key, val) {
-                (void) key;
-                if (json_object_array_add(items, json_object_get(val)) < 0) {
-                        json_object_put(val);
-                        return -ENOMEM;
-                }
-        }
-        r = watch_replace(w, items);
+        r = kube_store_foreach(initial, replace_one_initial, ctx);
+        if (r >= 0 && !w->freed)
+                r = replace_finish(w, seen);
         if (w->freed)
                 return -ECANCELED;
         if (r < 0)
@@ -549,22 +577,17 @@ static int watch_initial_end(kube_watch *w, json_object *bookmark) {
 
 static int watch_initial_event(kube_watch *w, kube_event_type type, json_object *obj) {
         _cleanup_free_ char *key = NULL;
-        json_object *ref;
 
         switch (type) {
         case KUBE_EVENT_ADDED:
         case KUBE_EVENT_MODIFIED:
                 if (kube_object_key(obj, &key) < 0)
                         return 0;
-                ref = json_object_get(obj);
-                if (json_object_object_add(w->initial, key, ref) < 0) {
-                        json_object_put(ref);
-                        return -ENOMEM;
-                }
-                return 0;
+                drop_managed_fields(obj);
+                return kube_store_put(w->initial, key, obj, NULL);
         case KUBE_EVENT_DELETED:
                 if (kube_object_key(obj, &key) >= 0)
-                        json_object_object_del(w->initial, key);
+                        json_object_put(kube_store_remove(w->initial, key));
                 return 0;
         case KUBE_EVENT_BOOKMARK:
                 w->stats.bookmarks++;
@@ -859,7 +882,7 @@ static int query_append(char **q, const char *key, const char *value) {
  * caught up with etcd) at first and after a 410, else from the last one. */
 static int watch_stream_start(kube_watch *w, err_info *e) {
         _cleanup_free_ char *path = NULL, *q = NULL;
-        _cleanup_json_ json_object *initial = NULL;
+        _cleanup_(kube_store_freep) kube_store *initial = NULL;
         unsigned timeout_sec =
                 WATCH_TIMEOUT_MIN_SEC +
                 (w->backoff.jitter ? (unsigned) random_u64_below(WATCH_TIMEOUT_SPREAD_SEC) : 0);
@@ -868,9 +891,11 @@ static int watch_stream_start(kube_watch *w, err_info *e) {
         int r;
 
         if (w->need_list) {
-                initial = json_object_new_object();
-                if (!initial)
-                        return -ENOMEM;
+                r = kube_store_new(&initial);
+                if (r >= 0)
+                        r = kube_store_set_compact(initial, NULL, NULL);
+                if (r < 0)
+                        return r;
                 if (w->relist_consistent)
                         rv = NULL;
         }
@@ -890,7 +915,7 @@ static int watch_stream_start(kube_watch *w, err_info *e) {
                 return r;
 
         kube_stream_reset(w->stream);
-        json_object_put(w->initial);
+        kube_store_free(w->initial);
         w->initial = TAKE_PTR(initial);
         w->watch_events = 0;
         w->watch_gone = false;

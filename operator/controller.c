@@ -1224,10 +1224,16 @@ controller *controller_free(controller *c) {
 }
 
 int controller_start(controller *c) {
+        /* Streaming lists: the objects arrive one event at a time and are
+         * kept as text until the list is whole, where a LIST's response is
+         * one document parsed whole (10,000 bundles with their managedFields
+         * are ~400 MiB of json-c). The fallback LIST is paged for the same
+         * reason. */
         kube_watch_opts cr = {
                 .resource = &RESOURCE_CONFIGBUNDLES,
                 .namespace = c->watch_namespace,
-                .page_size = 500,
+                .page_size = 100,
+                .streaming_list = true,
                 .on_add = on_cr_add,
                 .on_update = on_cr_update,
                 .on_delete = on_cr_delete,
@@ -1238,7 +1244,8 @@ int controller_start(controller *c) {
                 .resource = &KUBE_RESOURCE_CONFIGMAPS,
                 .namespace = c->namespace,
                 .label_selector = PUBLISH_SELECTOR_ALL,
-                .page_size = 500,
+                .page_size = 100,
+                .streaming_list = true,
                 .on_delete = on_cm_delete,
                 .on_synced = on_cm_synced,
                 .userdata = c,

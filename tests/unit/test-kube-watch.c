@@ -1149,6 +1149,85 @@ static void test_streaming_list_replaces_store(void **state) {
         fake_free(f);
 }
 
+/* The store keeps the transform's output; callbacks see the objects as they
+ * came (data intact), also from a streaming list's initial events. */
+static json_object *data_to_marker(json_object *o, void *userdata) {
+        json_object *copy = NULL;
+
+        (*(unsigned *) userdata)++;
+        assert_int_equal(json_object_deep_copy(o, &copy, NULL), 0);
+        json_object_object_add(copy, "data", json_object_new_string("dropped"));
+        return copy;
+}
+
+static void on_add_check_data(kube_watch *w, json_object *obj, void *userdata) {
+        unsigned *seen = userdata;
+
+        assert_true(json_object_is_type(jsonx_get(obj, "data"), json_type_object));
+        assert_null(jsonx_get(obj, "metadata.managedFields"));
+        seen[1]++;
+}
+
+static void test_streaming_list_into_compact_store(void **state) {
+        fake *f = fake_new(NULL, NULL);
+        kube_watch_opts o = streaming_opts;
+        unsigned seen[2] = {0, 0}; /* [0]: transforms, [1]: adds */
+        json_object *got;
+        kube_watch *w = NULL;
+        static const char with_mf[] =
+                "{\"type\":\"ADDED\",\"object\":{\"metadata\":{\"name\":\"m\",\"namespace\":"
+                "\"ns\",\"resourceVersion\":\"91\",\"managedFields\":[{\"manager\":\"x\"}]},"
+                "\"data\":{\"k\":\"v\"}}}";
+
+        f->script = keep_open;
+        o.on_add = on_add_check_data;
+        o.userdata = seen;
+        assert_int_equal(kube_watch_start(f->client, &o, &w), 0);
+        assert_int_equal(kube_store_set_compact(kube_watch_get_store(w), data_to_marker, seen), 0);
+        run_until_requests(f, 1, 5 * USEC_PER_SEC);
+        assert_true(is_streaming_list(&f->reqs[0]));
+        assert_int_equal(http_fake_respond(f->reqs[0].req, 200, NULL), 0);
+        send_event(&f->reqs[0], "ADDED", "a", "90");
+        assert_int_equal(send_line(&f->reqs[0], with_mf), 0);
+        send_event(&f->reqs[0], "ADDED", "b", "95");
+        send_event(&f->reqs[0], "DELETED", "b", "96");
+        /* Collected, not yet in the store, and not transformed yet. */
+        assert_int_equal(seen[0], 0);
+        send_end_bookmark(&f->reqs[0], "100");
+        assert_int_equal(seen[1], 2);
+        assert_int_equal(seen[0], 2); /* once per stored object, not twice */
+        got = kube_store_get(kube_watch_get_store(w), "ns/m");
+        assert_non_null(got);
+        assert_string_equal(strna(json_object_get_string(jsonx_get(got, "data"))), "dropped");
+        assert_null(jsonx_get(got, "metadata.managedFields"));
+        assert_false(kube_store_contains(kube_watch_get_store(w), "ns/b"));
+        assert_int_equal(kube_store_count(kube_watch_get_store(w)), 2);
+        kube_watch_free(w);
+        fake_free(f);
+}
+
+/* The watch cache ignores limit for resourceVersion=0, so a paginated list
+ * is a consistent read, and follows continue tokens. */
+static void test_paginated_list_is_consistent(void **state) {
+        fake *f = fake_new(NULL, NULL);
+        kube_watch_opts o = {
+                .resource = &KUBE_RESOURCE_CONFIGMAPS,
+                .namespace = "ns",
+                .page_size = 2,
+        };
+        recorder rec = {};
+        kube_watch *w;
+
+        f->script = keep_open;
+        w = watch_new(f, &rec, &o);
+        run_until_requests(f, 1, 5 * USEC_PER_SEC);
+        assert_false(is_watch(&f->reqs[0]));
+        assert_string_equal(param(f->reqs[0].url, "limit"), "2");
+        assert_null(param(f->reqs[0].url, "resourceVersion"));
+        kube_watch_free(w);
+        fake_free(f);
+}
+
 static void test_streaming_list_cut_short(void **state) {
         fake *f = fake_new(NULL, NULL);
         recorder rec = {};
@@ -1645,6 +1724,8 @@ int main(void) {
                 cmocka_unit_test(test_node_field_selector),
                 cmocka_unit_test(test_streaming_list_replaces_store),
                 cmocka_unit_test(test_streaming_list_cut_short),
+                cmocka_unit_test(test_streaming_list_into_compact_store),
+                cmocka_unit_test(test_paginated_list_is_consistent),
                 cmocka_unit_test(test_streaming_list_refused_falls_back),
                 cmocka_unit_test(test_resume_splay_spreads_reconnections),
                 cmocka_unit_test(test_resume_no_jitter_no_splay),
