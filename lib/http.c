@@ -31,6 +31,7 @@
 #define HTTP_DEFAULT_CONNECT_TIMEOUT_USEC (10 * USEC_PER_SEC)
 #define HTTP_DEFAULT_MAX_BODY             ((size_t) 64 * 1024 * 1024)
 #define HTTP_MAX_HEADERS                  1000
+#define HTTP_MAX_HOST_CONNECTIONS         8
 
 typedef struct http_sock http_sock;
 
@@ -709,6 +710,15 @@ int http_client_new(sd_event *e, http_client **ret) {
         (void) curl_multi_setopt(c->multi, CURLMOPT_TIMERFUNCTION, on_curl_timer);
         (void) curl_multi_setopt(c->multi, CURLMOPT_TIMERDATA, c);
         (void) curl_multi_setopt(c->multi, CURLMOPT_PIPELINING, (long) CURLPIPE_MULTIPLEX);
+        /* PIPEWAIT alone does not stop curl 7.88 from opening a connection
+         * per transfer when many start together: 250 concurrent requests of
+         * the operator's bulk reconcile made 185 TLS connections to the API
+         * server (185 handshakes for it, ~30 MiB of buffers for us). With a
+         * cap, the excess waits in curl's queue and then rides the HTTP/2
+         * connection as streams. Over HTTP/1.1 (the S3 server here) it bounds
+         * how many requests we have in flight to one server. */
+        (void) curl_multi_setopt(c->multi, CURLMOPT_MAX_HOST_CONNECTIONS,
+                                 (long) HTTP_MAX_HOST_CONNECTIONS);
         *ret = c;
         return 0;
 }
@@ -835,6 +845,10 @@ static int setup_easy(http_request *req, const http_request_opts *o) {
                 SET(CURLOPT_TIMEOUT_MS,
                     (long) MIN((o->timeout_usec + USEC_PER_MSEC - 1) / USEC_PER_MSEC,
                                (uint64_t) LONG_MAX));
+        /* curl's default upload buffer is 64 KiB per transfer; bodies here
+         * are small and a big one streams fine in 16 KiB (the minimum). With
+         * hundreds of PATCHes in flight that is the bulk of our heap. */
+        SET(CURLOPT_UPLOAD_BUFFERSIZE, 16384L);
         SET(CURLOPT_HTTP_VERSION, (long) CURL_HTTP_VERSION_2TLS);
         /* Wait for a connection that may multiplex rather than opening a
          * parallel one: many watches share one HTTP/2 connection. */
