@@ -659,7 +659,7 @@ restart each used to cost three requests — a WATCH from its last resourceVersi
 window, which full jitter front-loads: a fleet retrying with waits uniform in [0, 30 s] is next due
 with twice the mean density right at the restart. That missed the goal by 17–31×. Two changes in
 lib/kube-watch.c (see docs/kube-client.md) replace it. A watch that failed in an outage resumes
-with one streaming list from its last resourceVersion (a WATCH with \`sendInitialEvents\`, served
+with one streaming list from its last resourceVersion (a WATCH with `sendInitialEvents`, served
 from the watch cache, never 410, going on as the watch): two requests per agent (the notes' WATCH
 counts; the LISTs are the operator's, the controller-manager's and the scheduler's). It comes back at a
 point drawn uniformly in the resume window when the outage starts and repeated every window while
@@ -683,7 +683,7 @@ by chance alone, at 1,000 agents about 1.1×. The per-second figures stay in the
 speaks of "the minute after"; with a 300 s resume window most of the reconnections come after that
 minute, so the verdict takes the busier of the minute and the whole resume window.
 
-**No jitter.** With \`--no-jitter\` there is no resume window and the backoff has no jitter: every
+**No jitter.** With `--no-jitter` there is no resume window and the backoff has no jitter: every
 watch broke at the same instant and retries on the same schedule (0.8 s doubling to 30 s), so the
 whole fleet's streaming lists arrive in one burst soon after the return — the naive baseline the
 window is there to avoid. The object store is untouched by an API outage: with jitter its rate after
