@@ -49,6 +49,7 @@ struct controller {
         backoff index_load_backoff;
         kube_request *cm_index_req;
         index_sink_done_fn cm_index_done;
+        sd_event_source *cm_index_skip; /* completes a write found unneeded */
 
         fleet *fleet; /* agent reports and manifest GC; NULL without an object store */
         recorder *recorder;
@@ -1020,6 +1021,30 @@ static void on_cm_index_applied(kube_client *k, int r, json_object *obj, const e
         c->cm_index_done(c->cm_index, r, err);
 }
 
+static int on_cm_index_skip(sd_event_source *s, uint64_t usec, void *userdata) {
+        controller *c = userdata;
+
+        c->cm_index_done(c->cm_index, 0, NULL);
+        return 0;
+}
+
+/* True if the cached index ConfigMap already holds @cm's data: nothing to
+ * write. After a restart over an index past 900 KiB the ConfigMap holds
+ * the summary while the index itself is rebuilt entry by entry, and each
+ * coalesced write would otherwise apply the same summary again. */
+static bool cm_index_is_current(controller *c, json_object *cm) {
+        _cleanup_free_ char *key = NULL;
+        json_object *have, *want;
+
+        if (asprintf(&key, "%s/%s", c->namespace, PUBLISH_INDEX_CONFIGMAP) < 0)
+                return false;
+        have = json_object_object_get(
+                jsonx_get(kube_store_get(kube_watch_get_store(c->cm_watch), key), "data"),
+                PUBLISH_INDEX_KEY);
+        want = json_object_object_get(jsonx_get(cm, "data"), PUBLISH_INDEX_KEY);
+        return have && want && json_object_equal(have, want);
+}
+
 static int cm_index_sink(bundle_index *ix, const char *data, size_t len, index_sink_done_fn done,
                          void *userdata) {
         controller *c = userdata;
@@ -1043,6 +1068,9 @@ static int cm_index_sink(bundle_index *ix, const char *data, size_t len, index_s
         if (r < 0)
                 return r;
         c->cm_index_done = done;
+        if (cm_index_is_current(c, cm))
+                /* The sink answers asynchronously, as a write would. */
+                return loop_timer_arm(c->event, &c->cm_index_skip, 0, on_cm_index_skip, c);
         return kube_apply_object(c->kube, &KUBE_RESOURCE_CONFIGMAPS, c->namespace, cm, NULL,
                                  PUBLISH_FIELD_MANAGER, true, on_cm_index_applied, c,
                                  &c->cm_index_req);
@@ -1214,6 +1242,7 @@ controller *controller_free(controller *c) {
                 job_free(c->jobs);
         workqueue_free(c->queue);
         sd_event_source_disable_unref(c->index_load_timer);
+        sd_event_source_disable_unref(c->cm_index_skip);
         sd_event_source_disable_unref(c->grace_timer);
         sd_event_source_disable_unref(c->resync_timer);
         free(c->namespace);
