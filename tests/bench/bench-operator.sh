@@ -94,7 +94,7 @@ for n in $sizes; do
         sleep $((resync * 3 / 2 + 5))
         w1=$(writes)
         r1=$(metric ballast_operator_reconciles_total)
-        ready=$(kubectl -n "$ns" get cb -o jsonpath='{range .items[*]}{.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}' | grep -c True || true)
+        ready=$(kubectl -n "$ns" get cb --chunk-size=500 -o jsonpath='{range .items[*]}{.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}' | grep -c True || true)
         kill "$pid"
         wait "$pid" || true
 
@@ -114,7 +114,8 @@ for n in $sizes; do
         echo "bench-operator: N=$n: ${secs}s, ready $ready, peak RSS $(mib "$hwm") MiB, CPU operator ${op_cpu}s / API server + etcd ${srv_cpu}s, idle resync: $((r1 - r0)) reconciles, $((w1 - w0)) writes; restart: ${rsecs}s, $(mib "$rhwm") MiB, $rw writes" >&2
 
         # Clean up without an operator: drop finalizers, then the namespaces.
-        kubectl -n "$ns" get cb -o name | xargs -r -n 500 kubectl -n "$ns" patch --type=merge \
+        # (kubectl patches one object at a time: eight in parallel.)
+        kubectl -n "$ns" get cb --chunk-size=500 -o name | xargs -r -P 8 -n 100 kubectl -n "$ns" patch --type=merge \
                 -p '{"metadata":{"finalizers":null}}' >/dev/null 2>&1 || true
         kubectl delete namespace "$ns" "$opns" --wait=false >/dev/null
 done
