@@ -71,7 +71,7 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 bash tests/cluster/cluster.sh up >/dev/null
 # shellcheck disable=SC1091
-source build/cluster/env
+source "${BALLAST_CLUSTER_DIR:-build/cluster}/env"
 pki=$BALLAST_CLUSTER_DIR/pki
 kubectl apply -f crds/ >/dev/null
 kubectl wait --for condition=established --timeout=60s crd/configbundles.ballast.dev >/dev/null
