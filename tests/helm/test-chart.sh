@@ -432,7 +432,14 @@ EOF
         }
         revisions_are() { [ "$("$helm" history "$rel" -n "$live_ns" -o json | grep -o '"revision"' | wc -l)" = "$1" ]; }
         none_left() { [ -z "$(kubectl "$@" -o name 2>/dev/null)" ]; }
-        explain_has() { kubectl explain "$1" 2>/dev/null | grep -q -- "$2"; }
+        explain_has() { # the API server publishes a new CRD's OpenAPI some time after Established
+                local i
+                for i in $(seq 30); do
+                        kubectl explain "$1" 2>/dev/null | grep -q -- "$2" && return 0
+                        sleep 1
+                done
+                return 1
+        }
         pss() { # kind -> the API server's PodSecurity warnings for it
                 kubectl apply --dry-run=server -n "$live_ns" -f "$work/live-$1.yaml" 2>&1 >/dev/null | grep -i 'podsecurity' || true
         }
