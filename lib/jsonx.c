@@ -260,6 +260,114 @@ static int raw_to_string(json_object *o, struct printbuf *pb, int level, int fla
         return printbuf_memappend(pb, json_object_get_string(o), json_object_get_string_len(o));
 }
 
+static size_t skip_ws(const char *d, size_t len, size_t i) {
+        while (i < len && (d[i] == ' ' || d[i] == '\t' || d[i] == '\n' || d[i] == '\r'))
+                i++;
+        return i;
+}
+
+/* The offset just past the string that starts at @i (a '"'), or 0. */
+static size_t skip_string(const char *d, size_t len, size_t i) {
+        for (i++; i < len; i++) {
+                if (d[i] == '\\')
+                        i++;
+                else if (d[i] == '"')
+                        return i + 1;
+        }
+        return 0;
+}
+
+/* The offset just past the value that starts at @i, or 0. Brackets are only
+ * counted; whoever parses the value checks that they match. */
+static size_t skip_value(const char *d, size_t len, size_t i) {
+        size_t depth = 0;
+
+        if (i >= len)
+                return 0;
+        if (d[i] != '{' && d[i] != '[') {
+                if (d[i] == '"')
+                        return skip_string(d, len, i);
+                while (i < len && !strchr(",}] \t\r\n", d[i]))
+                        i++;
+                return i;
+        }
+        while (i < len) {
+                switch (d[i]) {
+                case '"':
+                        i = skip_string(d, len, i);
+                        if (!i)
+                                return 0;
+                        continue;
+                case '{':
+                case '[':
+                        depth++;
+                        break;
+                case '}':
+                case ']':
+                        if (--depth == 0)
+                                return i + 1;
+                        break;
+                }
+                i++;
+        }
+        return 0;
+}
+
+int jsonx_object_members(const char *data, size_t len, jsonx_member_fn fn, void *userdata,
+                         err_info *ret_err) {
+        size_t i;
+        int r;
+
+        if ((!data && len > 0) || !fn)
+                return -EINVAL;
+        i = skip_ws(data, len, 0);
+        if (i >= len || data[i] != '{')
+                return err_info_set(ret_err, -EBADMSG, "expected a JSON object at byte %zu", i);
+        i = skip_ws(data, len, i + 1);
+        if (i < len && data[i] == '}')
+                i++;
+        else
+                for (;;) {
+                        _cleanup_json_ json_object *key = NULL;
+                        size_t end, v;
+
+                        end = i < len && data[i] == '"' ? skip_string(data, len, i) : 0;
+                        if (!end)
+                                return err_info_set(ret_err, -EBADMSG,
+                                                    "expected a member name at byte %zu", i);
+                        r = jsonx_parse(data + i, end - i, &key, ret_err);
+                        if (r < 0)
+                                return r;
+                        i = skip_ws(data, len, end);
+                        if (i >= len || data[i] != ':')
+                                return err_info_set(ret_err, -EBADMSG, "expected ':' at byte %zu",
+                                                    i);
+                        v = skip_ws(data, len, i + 1);
+                        end = skip_value(data, len, v);
+                        if (!end || end == v)
+                                return err_info_set(ret_err, -EBADMSG,
+                                                    "expected a value at byte %zu", v);
+                        r = fn(json_object_get_string(key), data + v, end - v, userdata);
+                        if (r != 0)
+                                return r;
+                        i = skip_ws(data, len, end);
+                        if (i < len && data[i] == ',') {
+                                i = skip_ws(data, len, i + 1);
+                                continue;
+                        }
+                        if (i < len && data[i] == '}') {
+                                i++;
+                                break;
+                        }
+                        return err_info_set(ret_err, -EBADMSG, "expected ',' or '}' at byte %zu",
+                                            i);
+                }
+        i = skip_ws(data, len, i);
+        if (i < len)
+                return err_info_set(ret_err, -EBADMSG, "trailing data at byte %zu", i);
+        return 0;
+}
+
 json_object *jsonx_new_raw(const char *text, size_t len) {
         json_object *o;
 

@@ -32,6 +32,17 @@ bool jsonx_get_bool(json_object *o, const char *dotted_path, bool def);
  * json-c error and byte offset in @ret_err on malformed or trailing input. */
 int jsonx_parse(const char *data, size_t len, json_object **ret, err_info *ret_err);
 
+/* Walks the members of the JSON object in @data without building a tree of
+ * it: @fn gets each key (decoded) and the text of its value, unparsed, in
+ * document order; a non-zero return stops the walk and is returned. For
+ * documents too large to hold as one tree: a caller parses each value on its
+ * own. The object's own syntax is checked here, the values' only by whoever
+ * parses them. -EBADMSG with the byte offset in @ret_err on bad syntax. */
+typedef int (*jsonx_member_fn)(const char *key, const char *value, size_t value_len,
+                               void *userdata);
+int jsonx_object_members(const char *data, size_t len, jsonx_member_fn fn, void *userdata,
+                         err_info *ret_err);
+
 /* Serializes @o canonically: object keys sorted bytewise at every level, no
  * insignificant whitespace, "/" not escaped. The result is owned by the
  * caller. Byte-identical for equal trees; used for content digests. */

@@ -68,6 +68,7 @@ struct job {
         render_identity id;
         render_result *rendered;
         char *object_key, *cm_name;
+        json_object *entry; /* the index entry as raw text, shared by both indexes */
         bundle_outcome out;
         json_object *old_published; /* the Published condition kept when not publishing */
         char render_err[1024], store_err[1024], cm_err[1024];
@@ -96,6 +97,7 @@ static void job_free(job *j) {
         kube_request_cancel(j->cm_req);
         kube_request_cancel(j->cr_req);
         json_object_put(j->cr);
+        json_object_put(j->entry);
         json_object_put(j->old_published);
         render_result_free(j->rendered);
         free(j->key);
@@ -163,15 +165,23 @@ static void on_store_index_synced(int r, const err_info *err, void *userdata) {
         step_done(j);
 }
 
-static int index_entry_for(job *j, json_object **ret) {
+/* Sets j->entry: one raw text that both indexes then hold (index_set()). */
+static int index_entry_for(job *j) {
         json_object *spec = jsonx_get(j->cr, "spec");
-        json_object *e = publish_index_entry(
+        _cleanup_json_ json_object *e = publish_index_entry(
                 &j->id, j->out.revision, j->rendered->digest, j->object_key, j->cm_name,
                 jsonx_get(spec, "nodeSelector"), jsonx_get_string(spec, "reload"));
+        _cleanup_free_ char *text = NULL;
+        size_t len;
+        int r;
+
         if (!e)
                 return -ENOMEM;
-        *ret = e;
-        return 0;
+        r = jsonx_to_canonical(e, &text, &len);
+        if (r < 0)
+                return r;
+        j->entry = jsonx_new_raw(text, len);
+        return j->entry ? 0 : -ENOMEM;
 }
 
 /* True if @ix already stores @entry for @key: an unchanged bundle then costs
@@ -181,18 +191,15 @@ static bool index_holds_persisted(bundle_index *ix, const char *key, json_object
 }
 
 static void store_index_update(job *j) {
-        json_object *entry = NULL;
         int r;
 
-        r = index_entry_for(j, &entry);
-        if (r >= 0 && index_holds_persisted(j->ctl->store_index, j->key, entry)) {
-                json_object_put(entry);
+        if (index_holds_persisted(j->ctl->store_index, j->key, j->entry)) {
+                index_share(j->ctl->store_index, j->key, j->entry);
                 j->out.store = TARGET_OK;
                 step_done(j);
                 return;
         }
-        if (r >= 0)
-                r = index_set(j->ctl->store_index, j->key, entry);
+        r = index_set(j->ctl->store_index, j->key, json_object_get(j->entry));
         if (r >= 0)
                 r = index_sync(j->ctl->store_index, on_store_index_synced, j);
         if (r < 0) {
@@ -286,18 +293,15 @@ static void on_cm_index_synced(int r, const err_info *err, void *userdata) {
 }
 
 static void cm_index_update(job *j) {
-        json_object *entry = NULL;
         int r;
 
-        r = index_entry_for(j, &entry);
-        if (r >= 0 && index_holds_persisted(j->ctl->cm_index, j->key, entry)) {
-                json_object_put(entry);
+        if (index_holds_persisted(j->ctl->cm_index, j->key, j->entry)) {
+                index_share(j->ctl->cm_index, j->key, j->entry);
                 j->out.cm = TARGET_OK;
                 step_done(j);
                 return;
         }
-        if (r >= 0)
-                r = index_set(j->ctl->cm_index, j->key, entry);
+        r = index_set(j->ctl->cm_index, j->key, json_object_get(j->entry));
         if (r >= 0)
                 r = index_sync(j->ctl->cm_index, on_cm_index_synced, j);
         if (r < 0) {
@@ -574,6 +578,17 @@ failed:
         return 1;
 }
 
+/* Once both targets have their requests (each holds its own copy of what it
+ * sends), the job only waits: for them, for the index writes (parked, see
+ * workqueue_park()) and then to write the status. Hundreds of jobs can be
+ * waiting at once, so they let go of the manifest and the spec; the status,
+ * metadata and digest are all that is left to read. */
+static void job_slim(job *j) {
+        j->rendered->manifest = mfree(j->rendered->manifest);
+        j->rendered->manifest_len = 0;
+        json_object_object_del(j->cr, "spec");
+}
+
 static void job_publish(job *j) {
         json_object *old_status = jsonx_get(j->cr, "status");
         int r;
@@ -611,6 +626,11 @@ static void job_publish(job *j) {
                 job_finish(j);
                 return;
         }
+        if (index_entry_for(j) < 0) {
+                job_fail(j, -ENOMEM);
+                job_finish(j);
+                return;
+        }
         j->out.digest = j->rendered->digest;
         j->out.config_map = j->cm_name;
         j->out.object_key = j->ctl->store ? j->object_key : NULL;
@@ -618,6 +638,7 @@ static void job_publish(job *j) {
         j->pending++;
         publish_store(j);
         publish_cm(j);
+        job_slim(j);
         step_done(j);
 }
 
@@ -679,6 +700,7 @@ static void on_finalizer_added(kube_client *k, int r, json_object *obj, const er
         /* j->id.uid pointed into the old object: take it from the new one. */
         json_object_put(j->cr);
         j->cr = json_object_get(obj);
+        json_object_object_del(jsonx_get(j->cr, "metadata"), "managedFields");
         j->id.uid = jsonx_get_string(j->cr, "metadata.uid");
         job_publish(j);
 }

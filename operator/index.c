@@ -144,41 +144,69 @@ bundle_index *index_free(bundle_index *ix) {
         return NULL;
 }
 
-int index_load(bundle_index *ix, const char *data, size_t len, err_info *ret_err) {
-        _cleanup_json_ json_object *doc = NULL, *raw = NULL;
-        json_object *bundles;
+typedef struct load_state {
+        json_object *raw; /* the entries read so far */
+        bool is_index, has_bundles;
+        err_info *err;
+} load_state;
+
+static int load_entry(const char *key, const char *value, size_t len, void *userdata) {
+        load_state *st = userdata;
+        _cleanup_json_ json_object *entry = NULL;
+        _cleanup_free_ char *text = NULL;
+        json_object *t;
+        size_t n;
         int r;
 
-        r = jsonx_parse(data, len, &doc, ret_err);
+        r = jsonx_parse(value, len, &entry, st->err);
         if (r < 0)
                 return r;
-        if (!json_object_is_type(doc, json_type_object) ||
-            !streq(strempty(jsonx_get_string(doc, "kind")), "BundleIndex") ||
-            !json_object_object_get_ex(doc, "bundles", &bundles) ||
-            !json_object_is_type(bundles, json_type_object))
-                return err_info_set(ret_err, -EBADMSG,
-                                    "not a BundleIndex document (kind and a bundles map needed)");
-        json_object_object_foreach(bundles, key, entry) {
-                if (!json_object_is_type(entry, json_type_object) ||
-                    jsonx_get_int(entry, "revision", 0) < 1)
-                        return err_info_set(ret_err, -EBADMSG,
-                                            "index entry '%s' has no positive revision", key);
+        if (!json_object_is_type(entry, json_type_object) ||
+            jsonx_get_int(entry, "revision", 0) < 1)
+                return err_info_set(st->err, -EBADMSG, "index entry '%s' has no positive revision",
+                                    key);
+        r = jsonx_to_canonical(entry, &text, &n);
+        if (r < 0)
+                return r;
+        t = jsonx_new_raw(text, n);
+        if (!t || json_object_object_add(st->raw, key, t) < 0)
+                return -ENOMEM;
+        return 0;
+}
+
+static int load_member(const char *key, const char *value, size_t len, void *userdata) {
+        load_state *st = userdata;
+        _cleanup_json_ json_object *v = NULL;
+        int r;
+
+        if (streq(key, "bundles")) {
+                /* Entry by entry: the whole document as one tree would cost
+                 * ~3 KiB an entry (30 MiB for 10,000 bundles). */
+                st->has_bundles = true;
+                return jsonx_object_members(value, len, load_entry, st, st->err);
         }
-        raw = json_object_new_object();
+        r = jsonx_parse(value, len, &v, st->err);
+        if (r < 0)
+                return r;
+        if (streq(key, "kind"))
+                st->is_index = streq(strempty(json_object_get_string(v)), "BundleIndex") &&
+                               json_object_is_type(v, json_type_string);
+        return 0;
+}
+
+int index_load(bundle_index *ix, const char *data, size_t len, err_info *ret_err) {
+        _cleanup_json_ json_object *raw = json_object_new_object();
+        load_state st = {.raw = raw, .err = ret_err};
+        int r;
+
         if (!raw)
                 return -ENOMEM;
-        json_object_object_foreach(bundles, k, v) {
-                _cleanup_free_ char *text = NULL;
-                json_object *t;
-                size_t n;
-
-                r = jsonx_to_canonical(v, &text, &n);
-                if (r < 0)
-                        return r;
-                t = jsonx_new_raw(text, n);
-                if (!t || json_object_object_add(raw, k, t) < 0)
-                        return -ENOMEM;
-        }
+        r = jsonx_object_members(data, len, load_member, &st, ret_err);
+        if (r < 0)
+                return r;
+        if (!st.is_index || !st.has_bundles)
+                return err_info_set(ret_err, -EBADMSG,
+                                    "not a BundleIndex document (kind and a bundles map needed)");
         json_object_put(ix->bundles);
         ix->bundles = TAKE_PTR(raw);
         ix->have_last_written = hash_sha256_hex(data, len, ix->last_written) >= 0;
@@ -200,16 +228,31 @@ int index_set(bundle_index *ix, const char *key, json_object *entry) {
         size_t n;
         int r;
 
-        r = jsonx_to_canonical(entry, &text, &n);
-        if (r < 0)
-                return r;
-        if (old && streq(json_object_get_string(old), text))
-                return 0;
-        t = jsonx_new_raw(text, n);
-        if (!t)
-                return -ENOMEM;
+        if (jsonx_raw_text(entry)) {
+                /* Kept as it is: the caller may share it with another index. */
+                if (old && streq(json_object_get_string(old), jsonx_raw_text(entry)))
+                        return 0;
+                t = TAKE_PTR(owned);
+        } else {
+                r = jsonx_to_canonical(entry, &text, &n);
+                if (r < 0)
+                        return r;
+                if (old && streq(json_object_get_string(old), text))
+                        return 0;
+                t = jsonx_new_raw(text, n);
+                if (!t)
+                        return -ENOMEM;
+        }
         ix->dirty = true;
         return json_object_object_add(ix->bundles, key, t) < 0 ? -ENOMEM : 0;
+}
+
+void index_share(bundle_index *ix, const char *key, json_object *raw) {
+        json_object *old = stored(ix, key);
+
+        if (old && old != raw && jsonx_raw_text(raw) &&
+            streq(json_object_get_string(old), jsonx_raw_text(raw)))
+                (void) json_object_object_add(ix->bundles, key, json_object_get(raw));
 }
 
 void index_remove(bundle_index *ix, const char *key) {

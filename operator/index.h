@@ -51,8 +51,14 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(bundle_index *, index_free);
  * (@data, untrusted). -EBADMSG with a message on a malformed document. */
 int index_load(bundle_index *ix, const char *data, size_t len, err_info *ret_err);
 
-/* Sets the entry for "NS/NAME" (takes ownership of @entry) or removes it. */
+/* Sets the entry for "NS/NAME" (takes ownership of @entry). A raw entry
+ * (jsonx_new_raw(), canonical text) is stored as it is, so two indexes can
+ * share one; anything else is stored as its canonical text. */
 int index_set(bundle_index *ix, const char *key, json_object *entry);
+
+/* If the entry for @key has the text of @raw (a raw entry), holds @raw in its
+ * place: nothing changes but the memory, which two indexes then share. */
+void index_share(bundle_index *ix, const char *key, json_object *raw);
 void index_remove(bundle_index *ix, const char *key);
 
 /* The entry for "NS/NAME", parsed, or NULL. Entries are kept as canonical

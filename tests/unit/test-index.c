@@ -223,9 +223,71 @@ static void test_load_validates_and_is_not_rewritten(void **state) {
         assert_int_equal(f->sink.writes, 0); /* what was loaded is what is there */
 }
 
+static void test_raw_entries_are_kept_and_shared(void **state) {
+        fixture *f = *state;
+        const char *good = "{\"apiVersion\":\"ballast.dev/v1alpha1\",\"bundles\":{\"ns/a\":"
+                           "{\"digest\":\"sha256:00\",\"revision\":4}},\"kind\":\"BundleIndex\"}";
+        const char *same = "{\"digest\":\"sha256:00\",\"revision\":4}";
+        const char *other = "{\"digest\":\"sha256:01\",\"revision\":5}";
+        _cleanup_json_ json_object *raw = jsonx_new_raw(same, strlen(same));
+        _cleanup_json_ json_object *newer = jsonx_new_raw(other, strlen(other));
+        counter c = {};
+        err_info e;
+
+        assert_int_equal(index_load(f->ix, good, strlen(good), &e), 0);
+        /* The same text: held in place of the loaded one, and nothing to write. */
+        index_share(f->ix, "ns/a", raw);
+        index_share(f->ix, "ns/b", raw);
+        index_share(f->ix, "ns/a", newer);
+        assert_true(index_is_persisted(f->ix));
+        assert_false(index_contains(f->ix, "ns/b"));
+        assert_true(index_holds(f->ix, "ns/a", raw));
+        assert_int_equal(index_set(f->ix, "ns/a", json_object_get(raw)), 0);
+        assert_true(index_is_persisted(f->ix));
+        index_sync(f->ix, synced, &c);
+        run(f, 60 * USEC_PER_MSEC);
+        assert_int_equal(f->sink.writes, 0);
+        /* A new raw entry is stored verbatim and written. */
+        assert_int_equal(index_set(f->ix, "ns/a", json_object_get(newer)), 0);
+        assert_false(index_is_persisted(f->ix));
+        assert_int_equal(jsonx_get_int(index_get(f->ix, "ns/a"), "revision", 0), 5);
+        index_sync(f->ix, synced, &c);
+        run(f, 60 * USEC_PER_MSEC);
+        assert_int_equal(f->sink.writes, 1);
+        assert_int_equal(c.ok, 2);
+}
+
+static void test_load_reads_any_layout(void **state) {
+        fixture *f = *state;
+        const char *pretty = "{\n  \"kind\": \"BundleIndex\",\n  \"bundles\": {\n    \"ns/a\": "
+                             "{ \"revision\": 2, \"digest\": \"sha256:aa\" },\n    \"ns/b\": "
+                             "{\"revision\":3}\n  },\n  \"apiVersion\": \"x\"\n}\n";
+        const char *bad[] = {
+                "{\"kind\":\"BundleIndex\"}",
+                "{\"kind\":\"Other\",\"bundles\":{}}",
+                "{\"kind\":[\"BundleIndex\"],\"bundles\":{}}",
+                "{\"kind\":\"BundleIndex\",\"bundles\":[]}",
+                "{\"kind\":\"BundleIndex\",\"bundles\":{\"x\":{\"revision\":1]}}",
+                "{\"kind\":\"BundleIndex\",\"bundles\":{},\"apiVersion\":tru}",
+        };
+        err_info e;
+
+        assert_int_equal(index_load(f->ix, pretty, strlen(pretty), &e), 0);
+        assert_int_equal(index_count(f->ix), 2);
+        assert_string_equal(jsonx_get_string(index_get(f->ix, "ns/a"), "digest"), "sha256:aa");
+        assert_int_equal(jsonx_get_int(index_get(f->ix, "ns/b"), "revision", 0), 3);
+        for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
+                assert_int_equal(index_load(f->ix, bad[i], strlen(bad[i]), &e), -EBADMSG);
+                assert_int_equal(index_count(f->ix), 2); /* a bad document changes nothing */
+        }
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup_teardown(test_many_syncs_share_one_write, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_raw_entries_are_kept_and_shared, setup,
+                                                teardown),
+                cmocka_unit_test_setup_teardown(test_load_reads_any_layout, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_unchanged_index_is_not_rewritten, setup,
                                                 teardown),
                 cmocka_unit_test_setup_teardown(test_changes_during_a_write_get_a_second_write,

@@ -234,6 +234,58 @@ static void test_raw_values(void **state) {
         assert_null(jsonx_raw_text(NULL));
 }
 
+typedef struct members {
+        char seen[512];
+        int stop_at; /* 1-based member to stop at, 0 for none */
+        int n;
+} members;
+
+static int collect_member(const char *key, const char *value, size_t len, void *userdata) {
+        members *m = userdata;
+        size_t used = strlen(m->seen);
+
+        snprintf(m->seen + used, sizeof(m->seen) - used, "%s=%.*s;", key, (int) len, value);
+        return ++m->n == m->stop_at ? 42 : 0;
+}
+
+static void test_object_members(void **state) {
+        const char *doc = " {\"a\" : 1 ,\"b\\\"q\":\"x,}\\\"y\", \"c\":{\"d\":[1,{\"e\":\"]\"}]},"
+                          "\"f\":[],\"g\":null}\n";
+        const char *bad[] = {
+                "",
+                "[]",
+                "{",
+                "{\"a\"}",
+                "{\"a\":}",
+                "{\"a\":1,}",
+                "{\"a\":1 \"b\":2}",
+                "{\"a\":1} x",
+                "{a:1}",
+                "{\"a\":\"open}",
+                "{\"a\":{\"b\":1}",
+        };
+        members m = {};
+        err_info e;
+
+        (void) state;
+        assert_int_equal(jsonx_object_members(doc, strlen(doc), collect_member, &m, &e), 0);
+        assert_string_equal(m.seen,
+                            "a=1;b\"q=\"x,}\\\"y\";c={\"d\":[1,{\"e\":\"]\"}]};f=[];g=null;");
+        m = (members){.stop_at = 2};
+        assert_int_equal(jsonx_object_members(doc, strlen(doc), collect_member, &m, &e), 42);
+        assert_int_equal(m.n, 2);
+        m = (members){};
+        assert_int_equal(jsonx_object_members(" { } ", 5, collect_member, &m, &e), 0);
+        assert_int_equal(m.n, 0);
+        for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
+                m = (members){};
+                assert_int_equal(
+                        jsonx_object_members(bad[i], strlen(bad[i]), collect_member, &m, &e),
+                        -EBADMSG);
+                assert_non_null(strstr(e.message, "byte"));
+        }
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_get),
@@ -244,6 +296,7 @@ int main(void) {
                 cmocka_unit_test(test_canonical_scalars),
                 cmocka_unit_test(test_deep_copy),
                 cmocka_unit_test(test_raw_values),
+                cmocka_unit_test(test_object_members),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);
