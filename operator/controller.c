@@ -1073,7 +1073,7 @@ static int cm_index_sink(bundle_index *ix, const char *data, size_t len, index_s
         _cleanup_json_ json_object *cm = NULL;
         int r;
 
-        if (len > PUBLISH_CM_MANIFEST_MAX) {
+        if (!data || len > PUBLISH_CM_MANIFEST_MAX) {
                 /* The object store's index.json is the complete one; agents read
                  * bundle ConfigMaps on the API path. Keep a summary. */
                 _cleanup_free_ char *summary = NULL;
@@ -1241,6 +1241,7 @@ int controller_new(sd_event *e, kube_client *kube, objstore *store, const contro
         r = index_new(e, cm_index_sink, c, c->opts.index_coalesce_usec, &c->cm_index);
         if (r < 0)
                 return r;
+        index_set_max_len(c->cm_index, PUBLISH_CM_MANIFEST_MAX);
         index_set_hold(c->cm_index, true);
         *ret = TAKE_PTR(c);
         return 0;

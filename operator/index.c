@@ -20,6 +20,8 @@ struct bundle_index {
          * would cost ~3 KiB an entry in json-c, the text ~350 bytes. */
         json_object *bundles;
         json_object *scratch; /* what index_get() last returned */
+        size_t entries_len;   /* the keys and texts of all entries, in bytes */
+        size_t max_len;       /* index_set_max_len() */
         bool hold;
         bool dirty; /* changed since the last write started */
 
@@ -27,6 +29,7 @@ struct bundle_index {
         waiter *inflight; /* waiting for the write in flight */
         bool writing;
         char *writing_data; /* the bytes in flight */
+        char writing_digest[HASH_SHA256_HEX_LEN + 1];
         /* sha256 of the bytes of the last successful write (or load); the
          * bytes themselves would double the index's memory. */
         char last_written[HASH_SHA256_HEX_LEN + 1];
@@ -35,6 +38,39 @@ struct bundle_index {
         sd_event_source *defer; /* completes no-op syncs outside index_sync() */
         uint64_t writes;
 };
+
+/* What "KEY":TEXT adds to the document, with its comma (keys are Kubernetes
+ * names, which need no escapes). */
+static size_t member_len(const char *key, json_object *text) {
+        return strlen(key) + 4 + (size_t) json_object_get_string_len(text);
+}
+
+size_t index_len_estimate(const bundle_index *ix) {
+        return strlen("{\"apiVersion\":\"ballast.dev/v1alpha1\",\"bundles\":{},\"kind\":"
+                      "\"BundleIndex\"}") +
+               ix->entries_len;
+}
+
+bool index_too_large(const bundle_index *ix) {
+        return ix->max_len > 0 && index_len_estimate(ix) > ix->max_len;
+}
+
+void index_set_max_len(bundle_index *ix, size_t max_len) {
+        ix->max_len = max_len;
+}
+
+/* Adds @t as the entry for @key (stealing the reference), keeping count of
+ * the document's size. */
+static int put_entry(json_object *map, size_t *len, const char *key, json_object *t) {
+        json_object *old;
+
+        if (json_object_object_get_ex(map, key, &old) && old)
+                *len -= member_len(key, old);
+        if (json_object_object_add(map, key, t) < 0)
+                return -ENOMEM;
+        *len += member_len(key, t);
+        return 0;
+}
 
 static void waiters_complete(waiter *w, int r, const err_info *err) {
         while (w) {
@@ -58,10 +94,10 @@ static void on_written(bundle_index *ix, int r, const err_info *err) {
         waiter *done = TAKE_PTR(ix->inflight);
 
         ix->writing = false;
-        if (r >= 0)
-                ix->have_last_written = hash_sha256_hex(ix->writing_data, strlen(ix->writing_data),
-                                                        ix->last_written) >= 0;
-        else
+        if (r >= 0) {
+                memcpy(ix->last_written, ix->writing_digest, sizeof(ix->last_written));
+                ix->have_last_written = true;
+        } else
                 ix->dirty = true; /* what was set is not stored anywhere */
         ix->writing_data = mfree(ix->writing_data);
         schedule_write(ix);
@@ -78,9 +114,16 @@ static int on_timer(sd_event_source *s, uint64_t usec, void *userdata) {
 
         if (ix->writing || ix->hold || !ix->pending)
                 return 0;
-        r = index_serialize(ix, &data, &len);
-        if (r >= 0)
-                r = hash_sha256_hex(data, len, sha);
+        if (index_too_large(ix)) {
+                /* The sink writes a summary that depends on the count alone. */
+                snprintf(sha, sizeof(sha), "too large: %zu entries", index_count(ix));
+                len = index_len_estimate(ix);
+                r = 0;
+        } else {
+                r = index_serialize(ix, &data, &len);
+                if (r >= 0)
+                        r = hash_sha256_hex(data, len, sha);
+        }
         if (r < 0) {
                 err_info_set(&e, r, "cannot serialize the index");
                 waiters_complete(TAKE_PTR(ix->pending), r, &e);
@@ -95,6 +138,7 @@ static int on_timer(sd_event_source *s, uint64_t usec, void *userdata) {
         ix->inflight = TAKE_PTR(ix->pending);
         ix->writing = true;
         ix->writing_data = TAKE_PTR(data);
+        memcpy(ix->writing_digest, sha, sizeof(sha));
         ix->writes++;
         r = ix->sink(ix, ix->writing_data, len, on_written, ix->sink_userdata);
         if (r < 0) {
@@ -146,6 +190,7 @@ bundle_index *index_free(bundle_index *ix) {
 
 typedef struct load_state {
         json_object *raw; /* the entries read so far */
+        size_t len;       /* their size, as entries_len */
         bool is_index, has_bundles;
         err_info *err;
 } load_state;
@@ -169,9 +214,9 @@ static int load_entry(const char *key, const char *value, size_t len, void *user
         if (r < 0)
                 return r;
         t = jsonx_new_raw(text, n);
-        if (!t || json_object_object_add(st->raw, key, t) < 0)
+        if (!t)
                 return -ENOMEM;
-        return 0;
+        return put_entry(st->raw, &st->len, key, t);
 }
 
 static int load_member(const char *key, const char *value, size_t len, void *userdata) {
@@ -209,6 +254,7 @@ int index_load(bundle_index *ix, const char *data, size_t len, err_info *ret_err
                                     "not a BundleIndex document (kind and a bundles map needed)");
         json_object_put(ix->bundles);
         ix->bundles = TAKE_PTR(raw);
+        ix->entries_len = st.len;
         ix->have_last_written = hash_sha256_hex(data, len, ix->last_written) >= 0;
         ix->dirty = false;
         return 0;
@@ -244,7 +290,7 @@ int index_set(bundle_index *ix, const char *key, json_object *entry) {
                         return -ENOMEM;
         }
         ix->dirty = true;
-        return json_object_object_add(ix->bundles, key, t) < 0 ? -ENOMEM : 0;
+        return put_entry(ix->bundles, &ix->entries_len, key, t);
 }
 
 void index_share(bundle_index *ix, const char *key, json_object *raw) {
@@ -252,12 +298,15 @@ void index_share(bundle_index *ix, const char *key, json_object *raw) {
 
         if (old && old != raw && jsonx_raw_text(raw) &&
             streq(json_object_get_string(old), jsonx_raw_text(raw)))
-                (void) json_object_object_add(ix->bundles, key, json_object_get(raw));
+                (void) put_entry(ix->bundles, &ix->entries_len, key, json_object_get(raw));
 }
 
 void index_remove(bundle_index *ix, const char *key) {
-        if (!stored(ix, key))
+        json_object *old = stored(ix, key);
+
+        if (!old)
                 return;
+        ix->entries_len -= member_len(key, old);
         ix->dirty = true;
         json_object_object_del(ix->bundles, key);
 }

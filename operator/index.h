@@ -33,7 +33,9 @@ typedef void (*index_sink_done_fn)(bundle_index *ix, int r, const err_info *err)
 
 /* Writes @len bytes of @data (borrowed until @done is called) and calls @done
  * exactly once, asynchronously. Returns < 0 if it could not start (then
- * @done is not called). */
+ * @done is not called). @data is NULL when the document would pass the
+ * index's maximum length (index_set_max_len()): the sink then writes what it
+ * writes instead (a summary), and @len is an estimate of the full size. */
 typedef int (*index_sink_fn)(bundle_index *ix, const char *data, size_t len,
                              index_sink_done_fn done, void *userdata);
 
@@ -43,6 +45,14 @@ typedef void (*index_synced_fn)(int r, const err_info *err, void *userdata);
 
 int index_new(sd_event *e, index_sink_fn sink, void *sink_userdata, uint64_t coalesce_usec,
               bundle_index **ret);
+/* Past @max_len bytes (0: no limit) the document is not even serialized:
+ * see index_sink_fn. The length is an estimate kept as entries change, so
+ * deciding costs nothing; rewriting a summary is skipped while the number of
+ * entries stays the same. */
+void index_set_max_len(bundle_index *ix, size_t max_len);
+size_t index_len_estimate(const bundle_index *ix);
+bool index_too_large(const bundle_index *ix);
+
 /* Fails pending syncs with -ECANCELED. NULL is allowed. */
 bundle_index *index_free(bundle_index *ix);
 DEFINE_TRIVIAL_CLEANUP_FUNC(bundle_index *, index_free);

@@ -13,7 +13,8 @@
 
 typedef struct sink_state {
         unsigned writes;
-        char *last;
+        char *last; /* NULL for a document too large to serialize */
+        size_t last_len;
         int fail_with; /* answer writes with this error */
         bool async;    /* answer from a timer instead of at once */
         index_sink_done_fn pending_done;
@@ -36,7 +37,8 @@ static int sink(bundle_index *ix, const char *data, size_t len, index_sink_done_
 
         st->writes++;
         free(st->last);
-        st->last = strndup(data, len);
+        st->last = data ? strndup(data, len) : NULL;
+        st->last_len = len;
         st->pending_done = done;
         st->pending_ix = ix;
         return loop_timer_arm(sd_event_source_get_event(st->timer), &st->timer,
@@ -119,6 +121,54 @@ static void test_many_syncs_share_one_write(void **state) {
                 strstr(f->sink.last, "\"ns/b099\":{\"digest\":\"sha256:00\",\"revision\":100}"));
         assert_true(startswith(
                 f->sink.last, "{\"apiVersion\":\"ballast.dev/v1alpha1\",\"bundles\":{\"ns/b000\""));
+}
+
+static void test_too_large_is_not_serialized(void **state) {
+        fixture *f = *state;
+        counter c = {};
+        char key[32];
+        size_t exact;
+
+        for (int i = 0; i < 10; i++) {
+                snprintf(key, sizeof(key), "ns/b%03d", i);
+                assert_int_equal(index_set(f->ix, key, entry(i + 1)), 0);
+        }
+        index_sync(f->ix, synced, &c);
+        run(f, 60 * USEC_PER_MSEC);
+        assert_non_null(f->sink.last);
+        exact = strlen(f->sink.last);
+        /* The estimate is the size to within a byte. */
+        assert_true(index_len_estimate(f->ix) >= exact && index_len_estimate(f->ix) <= exact + 1);
+
+        index_set_max_len(f->ix, exact + 1);
+        assert_false(index_too_large(f->ix));
+        assert_int_equal(index_set(f->ix, "ns/b010", entry(11)), 0);
+        assert_true(index_too_large(f->ix));
+        index_sync(f->ix, synced, &c);
+        run(f, 60 * USEC_PER_MSEC);
+        assert_int_equal(f->sink.writes, 2);
+        assert_null(f->sink.last);
+        assert_true(f->sink.last_len > exact);
+        /* A changed entry leaves the summary as it was: no write. */
+        assert_int_equal(index_set(f->ix, "ns/b010", entry(12)), 0);
+        index_sync(f->ix, synced, &c);
+        run(f, 60 * USEC_PER_MSEC);
+        assert_int_equal(f->sink.writes, 2);
+        /* One more entry changes the count: a write. */
+        assert_int_equal(index_set(f->ix, "ns/b011", entry(1)), 0);
+        index_sync(f->ix, synced, &c);
+        run(f, 60 * USEC_PER_MSEC);
+        assert_int_equal(f->sink.writes, 3);
+        /* Back under the limit: the document again. */
+        index_remove(f->ix, "ns/b010");
+        index_remove(f->ix, "ns/b011");
+        assert_false(index_too_large(f->ix));
+        index_sync(f->ix, synced, &c);
+        run(f, 60 * USEC_PER_MSEC);
+        assert_int_equal(f->sink.writes, 4);
+        assert_non_null(f->sink.last);
+        assert_int_equal(strlen(f->sink.last), exact);
+        assert_int_equal(c.ok, 5);
 }
 
 static void test_unchanged_index_is_not_rewritten(void **state) {
@@ -288,6 +338,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_raw_entries_are_kept_and_shared, setup,
                                                 teardown),
                 cmocka_unit_test_setup_teardown(test_load_reads_any_layout, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_too_large_is_not_serialized, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_unchanged_index_is_not_rewritten, setup,
                                                 teardown),
                 cmocka_unit_test_setup_teardown(test_changes_during_a_write_get_a_second_write,
