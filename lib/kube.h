@@ -384,6 +384,10 @@ size_t kube_store_count(kube_store *s);
 typedef json_object *(*kube_store_transform_fn)(json_object *obj, void *userdata);
 int kube_store_set_compact(kube_store *s, kube_store_transform_fn transform, void *userdata);
 
+/* What a compact store holds: the bytes of its values as stored (deflated),
+ * and in *@ret_text_bytes the length of their texts. 0 for a tree store. */
+size_t kube_store_bytes(kube_store *s, size_t *ret_text_bytes);
+
 /* Calls @fn for each object (in no particular order) until it returns
  * non-zero, which is then returned. @fn must not change the store (it cannot
  * run the event loop). */

@@ -143,12 +143,85 @@ static void test_compact_keeps_every_byte(void **state) {
                          sizeof(odd) - 1);
 }
 
+/* Objects of one kind deflate against the first one, and big or odd ones
+ * come back whole too. */
+static void test_compact_deflates(void **state) {
+        _cleanup_(kube_store_freep) kube_store *s = NULL;
+        _cleanup_free_ char *big = malloc(300 * 1024 + 1);
+        size_t bytes, text;
+        char key[32];
+
+        assert_int_equal(kube_store_new(&s), 0);
+        assert_int_equal(kube_store_set_compact(s, NULL, NULL), 0);
+        assert_int_equal(kube_store_bytes(s, &text), 0);
+        for (int i = 0; i < 500; i++) {
+                _cleanup_json_ json_object *o = NULL;
+                char buf[1024];
+
+                snprintf(buf, sizeof(buf),
+                         "{\"apiVersion\":\"ballast.dev/v1alpha1\",\"kind\":\"ConfigBundle\","
+                         "\"metadata\":{\"name\":\"b%05d\",\"namespace\":\"team-a\","
+                         "\"resourceVersion\":\"%d\",\"uid\":\"4a0c1f3e-%04x-4b7e-9c1d-2f6e8a9b%"
+                         "04x\"},"
+                         "\"spec\":{\"files\":[{\"path\":\"app.conf\",\"template\":\"id={{ idx "
+                         "}}\\n\"}],"
+                         "\"values\":{\"idx\":\"%d\"}},\"status\":{\"conditions\":[{\"message\":"
+                         "\"Rendered revision %d\",\"reason\":\"Rendered\",\"status\":\"True\","
+                         "\"type\":\"Rendered\"}],\"revision\":%d}}",
+                         i, 1000 + i, i, i * 7, i, i % 9 + 1, i % 9 + 1);
+                o = json_tokener_parse(buf);
+                assert_non_null(o);
+                snprintf(key, sizeof(key), "team-a/b%05d", i);
+                assert_int_equal(kube_store_put(s, key, o, NULL), 0);
+        }
+        bytes = kube_store_bytes(s, &text);
+        /* ~400 bytes of text each; stored in under a fifth of that (~40). */
+        assert_true(text > 500 * 350);
+        assert_true(bytes * 5 < text);
+        for (int i = 0; i < 500; i += 37) {
+                char rv[16];
+
+                snprintf(key, sizeof(key), "team-a/b%05d", i);
+                snprintf(rv, sizeof(rv), "%d", 1000 + i);
+                assert_string_equal(
+                        jsonx_get_string(kube_store_get(s, key), "metadata.resourceVersion"), rv);
+        }
+
+        /* Far larger than the window, and unlike the dictionary. */
+        assert_non_null(big);
+        for (size_t i = 0; i < 300 * 1024; i++)
+                big[i] = (char) ('a' + (i * 7919 + i / 13) % 26);
+        big[300 * 1024] = '\0';
+        {
+                _cleanup_json_ json_object *o = json_object_new_object();
+
+                json_object_object_add(o, "data", json_object_new_string(big));
+                assert_int_equal(kube_store_put(s, "team-a/big", o, NULL), 0);
+                assert_true(json_object_equal(kube_store_get(s, "team-a/big"), o));
+        }
+        /* Removing and replacing keep the count right. */
+        {
+                json_object *gone = kube_store_remove(s, "team-a/big");
+
+                assert_non_null(gone);
+                json_object_put(gone);
+        }
+        assert_int_equal(kube_store_bytes(s, NULL), bytes);
+        for (int i = 0; i < 500; i++) {
+                snprintf(key, sizeof(key), "team-a/b%05d", i);
+                json_object_put(kube_store_remove(s, key));
+        }
+        assert_int_equal(kube_store_bytes(s, &text), 0);
+        assert_int_equal(text, 0);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_tree_store),
                 cmocka_unit_test(test_compact_store),
                 cmocka_unit_test(test_compact_only_when_empty),
                 cmocka_unit_test(test_compact_keeps_every_byte),
+                cmocka_unit_test(test_compact_deflates),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
