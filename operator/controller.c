@@ -1367,6 +1367,9 @@ void controller_get_stats(const controller *c, controller_stats *ret) {
         ret->queue_parked = workqueue_parked(c->queue);
         ret->queue_adds = workqueue_adds(c->queue);
         ret->queue_retries = workqueue_retries(c->queue);
+        ret->cr_cache_bytes = kube_store_bytes(kube_watch_get_store(c->cr_watch), NULL);
+        ret->cm_cache_bytes = kube_store_bytes(kube_watch_get_store(c->cm_watch), NULL);
+        ret->index_bytes = index_len_estimate(c->store ? c->store_index : c->cm_index);
         if (c->fleet) {
                 fleet_stats fs;
 

@@ -71,6 +71,10 @@ typedef struct controller_stats {
          * ones (workqueue_park()), and workqueue_adds()/workqueue_retries() */
         uint64_t queue_depth, queue_inflight, queue_parked;
         uint64_t queue_adds, queue_retries;
+        /* What the caches hold, in bytes: the ConfigBundle and ConfigMap
+         * caches as stored (deflated text, see kube_store_bytes()), and the
+         * object-store index as its document would be. */
+        uint64_t cr_cache_bytes, cm_cache_bytes, index_bytes;
 } controller_stats;
 
 /* @store may be NULL (no object store configured). @kube and @store are

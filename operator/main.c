@@ -7,6 +7,7 @@
  * restart it re-renders everything from the ConfigBundles.
  */
 
+#include <malloc.h>
 #include <signal.h>
 #include <systemd/sd-daemon.h>
 #include <systemd/sd-event.h>
@@ -80,6 +81,7 @@ static struct {
         metric *reconciles, *errors, *revisions, *writes, *reads, *gc, *leading, *requests;
         metric *queue_depth, *queue_adds, *queue_retries, *queue_inflight, *queue_parked;
         metric *cr_reconciles, *cr_errors, *reconcile_time, *publishes, *codes, *store_codes;
+        metric *cache_bytes;
 } m;
 
 static void register_metrics(void) {
@@ -135,6 +137,9 @@ static void register_metrics(void) {
         m.store_codes = metric_register("ballast_operator_objstore_requests_total", METRIC_COUNTER,
                                         "Responses from the object store by HTTP status "
                                         "(<error>: none).");
+        m.cache_bytes = metric_register("ballast_operator_cache_bytes", METRIC_GAUGE,
+                                        "Bytes the caches hold: ConfigBundles and ConfigMaps as "
+                                        "stored (deflated), the index as its document.");
 }
 
 /* One series per status seen; code 0 is client-go's "<error>". */
@@ -201,6 +206,9 @@ static void update_metrics(manager *op) {
                 set_publishes("objectstore", cs.store_publishes, cs.store_publish_errors);
         set_publishes("configmap", cs.cm_publishes, cs.cm_publish_errors);
         set_publishes("status", cs.status_writes, cs.status_write_errors);
+        metric_set(m.cache_bytes, "cache=\"configbundles\"", (double) cs.cr_cache_bytes);
+        metric_set(m.cache_bytes, "cache=\"configmaps\"", (double) cs.cm_cache_bytes);
+        metric_set(m.cache_bytes, "cache=\"index\"", (double) cs.index_bytes);
         set_codes(m.codes, &ks.codes);
         if (objstore_get_http_codes(op->store, &store_codes))
                 set_codes(m.store_codes, &store_codes);
@@ -309,6 +317,13 @@ int main(int argc, char *argv[]) {
         sigset_t mask;
         int r;
 
+        /* glibc raises its mmap threshold each time a large block is freed,
+         * up to 32 MiB, after which every index document and list page is
+         * carved from the heap and the holes it leaves stay resident. A fixed
+         * threshold keeps blocks this large out of the heap: mapped on
+         * demand and returned to the kernel on free. */
+        (void) mallopt(M_MMAP_THRESHOLD, 64 * 1024);
+        (void) mallopt(M_TRIM_THRESHOLD, 256 * 1024);
         log_setup("ballast-operator", LOG_INFO, LOG_TARGET_AUTO);
         err_info_clear(&e);
         r = settings_load(argc, argv, &op.settings, &e);
