@@ -880,14 +880,17 @@ static void on_cr_add(kube_watch *w, json_object *obj, void *userdata) {
 }
 
 /* Status writes and other changes that don't touch the spec (metadata.generation),
- * deletion or finalizers don't need a reconcile: that is what keeps our own
- * status writes from looping back. */
+ * deletion or our finalizer's removal don't need a reconcile: that is what
+ * keeps our own status writes from looping back. Adding the finalizer is our
+ * own doing too, by the reconcile that goes on to publish; another one right
+ * after it would read the cache before our status write reaches it and write
+ * the same status again. */
 static void on_cr_update(kube_watch *w, json_object *old, json_object *obj, void *userdata) {
         if (jsonx_get_int(old, "metadata.generation", -1) ==
                     jsonx_get_int(obj, "metadata.generation", -2) &&
             !jsonx_get(old, "metadata.deletionTimestamp") ==
                     !jsonx_get(obj, "metadata.deletionTimestamp") &&
-            has_finalizer(old) == has_finalizer(obj))
+            !(has_finalizer(old) && !has_finalizer(obj)))
                 return;
         enqueue_object(userdata, obj);
 }
