@@ -29,6 +29,7 @@ metric() { curl -sf "http://127.0.0.1:$port/metrics" | awk -v s="$1" '$1 == s {p
 cpu_of() { awk -v hz="$(getconf CLK_TCK)" '{print ($14 + $15) / hz}' "/proc/$1/stat" 2>/dev/null || echo 0; }
 server_pid() { cat "${BALLAST_CLUSTER_DIR:-build/cluster}/run/$1.pid" 2>/dev/null || echo 0; }
 servers_cpu() { awk -v a="$(cpu_of "$(server_pid apiserver)")" -v b="$(cpu_of "$(server_pid etcd)")" 'BEGIN {print a + b}'; }
+s3_cpu() { cpu_of "$(server_pid s3)"; }
 elapsed() { awk -v a="$1" -v b="$(date +%s.%N)" 'BEGIN {printf "%.1f", b - a}'; }
 # Starts the operator in the background: sets pid.
 start_operator() {
@@ -77,6 +78,7 @@ for n in $sizes; do
         : >"$log"
         load=$(cut -d' ' -f1 /proc/loadavg)
         s0=$(servers_cpu)
+        x0=$(s3_cpu)
         start=$(date +%s.%N)
         start_operator
         wait_metric ballast_operator_revisions_total "$n"
@@ -84,10 +86,16 @@ for n in $sizes; do
         secs=$(elapsed "$start")
         op_cpu=$(cpu_of "$pid")
         srv_cpu=$(awk -v a="$s0" -v b="$(servers_cpu)" 'BEGIN {printf "%.1f", b - a}')
+        s3cpu=$(awk -v a="$x0" -v b="$(s3_cpu)" 'BEGIN {printf "%.1f", b - a}')
         hwm=$(awk '/VmHWM/ {print $2}' "/proc/$pid/status")
         verbs=""
         for v in get watch post put patch delete; do
                 verbs+="$v $(metric "ballast_operator_kube_requests_total{verb=\"$v\"}"), "
+        done
+        # The idle window starts once the queue is empty and nothing is in flight.
+        for _ in $(seq 150); do
+                [ "$(metric 'workqueue_depth{name="configbundle"}')$(metric ballast_operator_workqueue_inflight)$(metric ballast_operator_workqueue_parked)" = 000 ] && break
+                sleep 0.2
         done
         w0=$(writes)
         r0=$(metric ballast_operator_reconciles_total)
@@ -109,9 +117,9 @@ for n in $sizes; do
         kill "$pid"
         wait "$pid" || true
 
-        results+=("| $n | $secs s | $ready / $n | ${verbs%, } | $(mib "$hwm") MiB | $op_cpu s / $srv_cpu s | $((r1 - r0)) reconciles, $((w1 - w0)) writes | $rsecs s, $(mib "$rhwm") MiB, $rw writes |")
+        results+=("| $n | $secs s | $ready / $n | ${verbs%, } | $(mib "$hwm") MiB | $op_cpu s / $srv_cpu s / $s3cpu s | $((r1 - r0)) reconciles, $((w1 - w0)) writes | $rsecs s, $(mib "$rhwm") MiB, $rw writes |")
         notes+=("N=$n: load average $load when the operator started.")
-        echo "bench-operator: N=$n: ${secs}s, ready $ready, peak RSS $(mib "$hwm") MiB, CPU operator ${op_cpu}s / API server + etcd ${srv_cpu}s, idle resync: $((r1 - r0)) reconciles, $((w1 - w0)) writes; restart: ${rsecs}s, $(mib "$rhwm") MiB, $rw writes" >&2
+        echo "bench-operator: N=$n: ${secs}s, ready $ready, peak RSS $(mib "$hwm") MiB, CPU operator ${op_cpu}s / API server + etcd ${srv_cpu}s / S3 server ${s3cpu}s, idle resync: $((r1 - r0)) reconciles, $((w1 - w0)) writes; restart: ${rsecs}s, $(mib "$rhwm") MiB, $rw writes" >&2
 
         # Clean up without an operator: drop finalizers, then the namespaces.
         # (kubectl patches one object at a time: eight in parallel.)
@@ -131,12 +139,12 @@ section=$(mktemp)
         echo "files each, one a template) exist before the operator starts; the clock runs from its start"
         echo "until every bundle is published to the object store and a ConfigMap and its status is written."
         echo "Workers $workers, client QPS $qps. \"CPU\" is the operator's CPU time beside that of the"
-        echo "kube-apiserver and etcd over the same interval. The idle resync re-checks every bundle"
+        echo "kube-apiserver and etcd, and of the S3 server, over the same interval. The idle resync re-checks every bundle"
         echo "($resync s period) and must write nothing. The restart is a second operator process over the"
         echo "published state: it reads both indexes and every bundle, re-renders all of them and must also"
         echo "write nothing; its time runs until it has reconciled every bundle."
         echo
-        echo "| bundles | time to publish all | Ready | API requests by verb | peak RSS | CPU: operator / API server + etcd | idle resync | restart: time, peak RSS, writes |"
+        echo "| bundles | time to publish all | Ready | API requests by verb | peak RSS | CPU: operator / API server + etcd / S3 server | idle resync | restart: time, peak RSS, writes |"
         echo "|---|---|---|---|---|---|---|---|"
         printf '%s\n' "${results[@]}"
         echo
