@@ -42,6 +42,7 @@ struct controller {
         bundle_index *store_index; /* index.json in the object store */
         bundle_index *cm_index;    /* the index ConfigMap */
         bool store_index_loaded, cm_index_loaded;
+        bool cm_index_summary; /* the index ConfigMap read was a summary */
         objstore_op *index_load_op;
         sd_event_source *index_load_timer;
         sd_event_source *grace_timer; /* see maybe_start_reconciling() */
@@ -910,6 +911,15 @@ static void maybe_start_reconciling(controller *c) {
         bool ready = c->leading && c->cr_synced && c->cm_synced && c->cm_index_loaded &&
                      (!c->store || c->store_index_loaded || c->store_grace_over);
 
+        /* The index ConfigMap held only a summary: its entries are those of
+         * index.json, which the object store has in full. */
+        if (ready && c->cm_index_summary && c->store_index_loaded &&
+            index_count(c->cm_index) == 0) {
+                c->cm_index_summary = false;
+                if (index_adopt(c->cm_index, c->store_index) < 0)
+                        log_warning("Out of memory taking the index ConfigMap's entries from %s",
+                                    PUBLISH_INDEX_KEY);
+        }
         workqueue_set_paused(c->queue, !ready);
 }
 
@@ -976,6 +986,8 @@ static void load_cm_index(controller *c) {
                                (size_t) json_object_get_string_len(data), &e);
                 if (r < 0)
                         log_warning_errno(r, "Ignoring ConfigMap %s: %s", key, e.message);
+                c->cm_index_summary = r >= 0 && index_count(c->cm_index) == 0 &&
+                                      strstr(json_object_get_string(data), "\"truncated\":true");
         }
         c->cm_index_loaded = true;
         index_set_hold(c->cm_index, false);

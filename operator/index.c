@@ -260,6 +260,27 @@ int index_load(bundle_index *ix, const char *data, size_t len, err_info *ret_err
         return 0;
 }
 
+int index_adopt(bundle_index *ix, bundle_index *from) {
+        _cleanup_json_ json_object *map = json_object_new_object();
+
+        if (!map)
+                return -ENOMEM;
+        json_object_object_foreach(
+                from->bundles, key,
+                entry) if (json_object_object_add(map, key, json_object_get(entry)) <
+                           0) return -ENOMEM;
+        json_object_put(ix->bundles);
+        ix->bundles = TAKE_PTR(map);
+        ix->entries_len = from->entries_len;
+        ix->dirty = false;
+        if (index_too_large(ix)) {
+                snprintf(ix->last_written, sizeof(ix->last_written), "too large: %zu entries",
+                         index_count(ix));
+                ix->have_last_written = true;
+        }
+        return 0;
+}
+
 /* The stored text of the entry for @key, or NULL. */
 static json_object *stored(bundle_index *ix, const char *key) {
         json_object *v;

@@ -66,6 +66,13 @@ int index_load(bundle_index *ix, const char *data, size_t len, err_info *ret_err
  * share one; anything else is stored as its canonical text. */
 int index_set(bundle_index *ix, const char *key, json_object *entry);
 
+/* For an index whose target holds only a summary: takes the entries of
+ * @from (shared, not copied), as if read from the target, so that rebuilding
+ * it after a restart doesn't rewrite the summary once per entry added. When
+ * the entries are too many for the target (index_too_large()), they count as
+ * written. */
+int index_adopt(bundle_index *ix, bundle_index *from);
+
 /* If the entry for @key has the text of @raw (a raw entry), holds @raw in its
  * place: nothing changes but the memory, which two indexes then share. */
 void index_share(bundle_index *ix, const char *key, json_object *raw);

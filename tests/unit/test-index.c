@@ -171,6 +171,36 @@ static void test_too_large_is_not_serialized(void **state) {
         assert_int_equal(c.ok, 5);
 }
 
+static void test_adopt_counts_as_written_when_too_large(void **state) {
+        fixture *f = *state;
+        _cleanup_(index_freep) bundle_index *other = NULL;
+        counter c = {};
+        char key[32];
+
+        assert_int_equal(index_new(f->event, sink, &f->sink, 20 * USEC_PER_MSEC, &other), 0);
+        for (int i = 0; i < 20; i++) {
+                snprintf(key, sizeof(key), "ns/b%03d", i);
+                assert_int_equal(index_set(other, key, entry(i + 1)), 0);
+        }
+        index_set_max_len(f->ix, 100);
+        assert_int_equal(index_adopt(f->ix, other), 0);
+        assert_int_equal(index_count(f->ix), 20);
+        assert_int_equal(index_len_estimate(f->ix), index_len_estimate(other));
+        assert_true(index_is_persisted(f->ix));
+        /* Setting what is there already writes nothing; a new entry does. */
+        assert_int_equal(index_set(f->ix, "ns/b003", entry(4)), 0);
+        index_sync(f->ix, synced, &c);
+        run(f, 60 * USEC_PER_MSEC);
+        assert_int_equal(f->sink.writes, 0);
+        assert_int_equal(index_set(f->ix, "ns/b100", entry(1)), 0);
+        index_sync(f->ix, synced, &c);
+        run(f, 60 * USEC_PER_MSEC);
+        assert_int_equal(f->sink.writes, 1);
+        assert_int_equal(c.ok, 2);
+        /* The entries are the other index's. */
+        assert_int_equal(jsonx_get_int(index_get(f->ix, "ns/b019"), "revision", 0), 20);
+}
+
 static void test_unchanged_index_is_not_rewritten(void **state) {
         fixture *f = *state;
         counter c = {};
@@ -339,6 +369,8 @@ int main(void) {
                                                 teardown),
                 cmocka_unit_test_setup_teardown(test_load_reads_any_layout, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_too_large_is_not_serialized, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_adopt_counts_as_written_when_too_large, setup,
+                                                teardown),
                 cmocka_unit_test_setup_teardown(test_unchanged_index_is_not_rewritten, setup,
                                                 teardown),
                 cmocka_unit_test_setup_teardown(test_changes_during_a_write_get_a_second_write,
