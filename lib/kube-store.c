@@ -33,6 +33,8 @@
 #define WINDOW_BITS 13
 #define MEM_LEVEL   6
 #define DICT_MAX    (1U << WINDOW_BITS)
+/* The largest scratch buffers kept between calls. */
+#define KEEP_BUF (64 * 1024)
 
 struct kube_store {
         json_object *map;
@@ -99,6 +101,7 @@ static int grow(void *pp, size_t *cap, size_t need) {
 
 /* The stored value for @len bytes of @text: see the top of this file. */
 static json_object *deflate_text(kube_store *s, const char *text, size_t len) {
+        json_object *v;
         size_t bound;
         int r;
 
@@ -131,9 +134,15 @@ static json_object *deflate_text(kube_store *s, const char *text, size_t len) {
         s->def.next_out = s->out + 4;
         s->def.avail_out = (uInt) (bound - 4);
         r = deflate(&s->def, Z_FINISH);
-        if (r != Z_STREAM_END)
-                return NULL;
-        return json_object_new_string_len((const char *) s->out, (int) (4 + s->def.total_out));
+        v = r == Z_STREAM_END ? json_object_new_string_len((const char *) s->out,
+                                                           (int) (4 + s->def.total_out))
+                              : NULL;
+        if (s->out_cap > KEEP_BUF) {
+                /* A rare large object: don't hold its size for good. */
+                s->out = mfree(s->out);
+                s->out_cap = 0;
+        }
+        return v;
 }
 
 /* The text of a stored value, in s->text (NUL-terminated), or NULL. */
@@ -192,6 +201,10 @@ static json_object *expand(kube_store *s, json_object *v) {
         text = inflate_text(s, v, &len);
         if (text)
                 (void) jsonx_parse(text, len, &o, NULL);
+        if (s->text_cap > KEEP_BUF) {
+                s->text = mfree(s->text);
+                s->text_cap = 0;
+        }
         return o;
 }
 

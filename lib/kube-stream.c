@@ -154,6 +154,9 @@ static int stream_line(kube_stream *s, const char *line, size_t n, err_info *ret
         return 0;
 }
 
+/* The line buffer's largest size kept between events. */
+#define STREAM_KEEP_BUF (64 * 1024)
+
 static int stream_append(kube_stream *s, const char *p, size_t n) {
         if (s->len + n + 1 > s->cap) {
                 size_t cap = MAX(s->cap * 2, s->len + n + 1);
@@ -222,6 +225,12 @@ int kube_stream_feed(kube_stream *s, const void *data, size_t len, err_info *ret
                         total = s->len;
                         s->len = 0;
                         r = stream_line(s, s->buf, total, ret_err);
+                        if (s->cap > STREAM_KEEP_BUF) {
+                                /* One large event (an index ConfigMap) is no
+                                 * reason to hold its size for the watch's life. */
+                                s->buf = mfree(s->buf);
+                                s->cap = 0;
+                        }
                 }
                 if (r < 0)
                         return r;

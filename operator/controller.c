@@ -76,6 +76,7 @@ struct job {
         unsigned pending;
         int result;
         bool deleting; /* finalizer/orphan cleanup instead of publication */
+        bool parked;   /* waiting for an index write without a worker */
         bool remove_finalizer;
         bool new_revision;
         bool store_written, cm_written; /* a target wrote something (see controller_stats) */
@@ -134,6 +135,10 @@ static void job_fail(job *j, int r) {
 static void job_status(job *j);
 static void job_cleanup_finish(job *j);
 
+static void job_status_resume(void *userdata) {
+        job_status(userdata);
+}
+
 /* Ends one async step; the last one moves the job on. */
 static void step_done(job *j) {
         assert(j->pending > 0);
@@ -145,7 +150,11 @@ static void step_done(job *j) {
         }
         if (j->deleting)
                 job_cleanup_finish(j);
-        else
+        else if (j->parked) {
+                /* The status write needs a worker again. */
+                j->parked = false;
+                workqueue_unpark(j->ctl->queue, j->key, job_status_resume, j);
+        } else
                 job_status(j);
 }
 
@@ -209,9 +218,9 @@ static void store_index_update(job *j) {
                 j->out.store = TARGET_FAILED;
                 job_fail(j, r);
                 step_done(j);
-        } else
+        } else if (workqueue_park(j->ctl->queue, j->key))
                 /* Waiting for the coalesced write needs no worker. */
-                (void) workqueue_park(j->ctl->queue, j->key);
+                j->parked = true;
 }
 
 static void on_manifest_put(objstore_op *op, int r, objstore_object *obj, const err_info *err,
@@ -310,9 +319,9 @@ static void cm_index_update(job *j) {
                 j->out.cm = TARGET_FAILED;
                 job_fail(j, r);
                 step_done(j);
-        } else
+        } else if (workqueue_park(j->ctl->queue, j->key))
                 /* Waiting for the coalesced write needs no worker. */
-                (void) workqueue_park(j->ctl->queue, j->key);
+                j->parked = true;
 }
 
 static void on_cm_applied(kube_client *k, int r, json_object *obj, const err_info *err,

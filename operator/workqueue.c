@@ -18,6 +18,10 @@ typedef struct wq_item {
         uint64_t due;    /* when a delayed add becomes ready (monotonic usec) */
         size_t heap_idx; /* position in the delay heap, or HEAP_NONE */
         struct wq_item *prev, *next;
+        /* parked, waiting in the resume FIFO for a worker (workqueue_unpark()) */
+        workqueue_resume_fn resume;
+        void *resume_userdata;
+        struct wq_item *resume_next;
 } wq_item;
 
 struct workqueue {
@@ -27,8 +31,9 @@ struct workqueue {
         void *userdata;
         bool paused;
 
-        struct lh_table *items; /* key -> wq_item; the table owns the items */
-        wq_item *head, *tail;   /* ready FIFO */
+        struct lh_table *items;             /* key -> wq_item; the table owns the items */
+        wq_item *head, *tail;               /* ready FIFO */
+        wq_item *resume_head, *resume_tail; /* parked keys waiting for a worker */
         unsigned n_ready, n_inflight, n_parked;
         uint64_t n_adds, n_retries; /* see workqueue_adds() */
 
@@ -220,9 +225,52 @@ static void item_ready(workqueue *q, wq_item *it) {
         item_push(q, it);
 }
 
+/* A parked key takes a worker again. */
+static void unpark(workqueue *q, wq_item *it) {
+        it->parked = false;
+        q->n_parked--;
+        q->n_inflight++;
+}
+
+static void resume_remove(workqueue *q, wq_item *it) {
+        wq_item **p;
+
+        if (!it->resume)
+                return;
+        for (p = &q->resume_head; *p; p = &(*p)->resume_next)
+                if (*p == it) {
+                        *p = it->resume_next;
+                        if (q->resume_tail == it) {
+                                wq_item *last = q->resume_head;
+
+                                while (last && last->resume_next)
+                                        last = last->resume_next;
+                                q->resume_tail = last;
+                        }
+                        break;
+                }
+        it->resume = NULL;
+        it->resume_next = NULL;
+}
+
 static int on_dispatch(sd_event_source *s, void *userdata) {
         workqueue *q = userdata;
 
+        /* Reconciles that were already under way come first, paused or not:
+         * in-flight ones always finish. */
+        while (q->resume_head && q->n_inflight < q->opts.workers) {
+                wq_item *it = q->resume_head;
+                workqueue_resume_fn fn = it->resume;
+                void *ud = it->resume_userdata;
+
+                q->resume_head = it->resume_next;
+                if (!q->resume_head)
+                        q->resume_tail = NULL;
+                it->resume = NULL;
+                it->resume_next = NULL;
+                unpark(q, it);
+                fn(ud);
+        }
         while (!q->paused && q->head && q->n_inflight < q->opts.workers) {
                 wq_item *it = q->head;
 
@@ -354,6 +402,7 @@ void workqueue_done(workqueue *q, const char *key, int r) {
         if (!it || !it->inflight)
                 return; /* a programming error; nothing sensible to do */
         it->inflight = false;
+        resume_remove(q, it);
         if (it->parked) {
                 it->parked = false;
                 q->n_parked--;
@@ -415,6 +464,28 @@ bool workqueue_park(workqueue *q, const char *key) {
         q->n_inflight--;
         dispatch_schedule(q);
         return true;
+}
+
+void workqueue_unpark(workqueue *q, const char *key, workqueue_resume_fn fn, void *userdata) {
+        wq_item *it = item_get(q, key);
+
+        if (!it || !it->parked || it->resume) {
+                fn(userdata);
+                return;
+        }
+        if (!q->resume_head && q->n_inflight < q->opts.workers) {
+                unpark(q, it);
+                fn(userdata);
+                return;
+        }
+        it->resume = fn;
+        it->resume_userdata = userdata;
+        if (q->resume_tail)
+                q->resume_tail->resume_next = it;
+        else
+                q->resume_head = it;
+        q->resume_tail = it;
+        dispatch_schedule(q);
 }
 
 unsigned workqueue_parked(const workqueue *q) {

@@ -64,6 +64,15 @@ void workqueue_done(workqueue *q, const char *key, int r);
  * many bundles a second can be published. */
 #define WORKQUEUE_PARKED_PER_WORKER 16
 bool workqueue_park(workqueue *q, const char *key);
+
+/* Ends the wait of parked @key: @fn(@userdata) runs once a worker is free for
+ * it, at once (before this returns) if one is, else as soon as one is, ahead
+ * of keys that have not started and even while paused. That keeps the
+ * continuations of hundreds of parked reconciles, which all become due when
+ * one shared write lands, from all making their requests at once. A key that
+ * is not parked runs @fn at once. */
+typedef void (*workqueue_resume_fn)(void *userdata);
+void workqueue_unpark(workqueue *q, const char *key, workqueue_resume_fn fn, void *userdata);
 unsigned workqueue_parked(const workqueue *q); /* keys parked */
 
 /* Removes any pending (not in-flight) entry and the failure history of @key. */

@@ -212,6 +212,86 @@ static void test_parked_keys_free_workers(void **state) {
         finish(&rec, q);
 }
 
+typedef struct resumed {
+        workqueue *q;
+        char key[16];
+        unsigned *order; /* where the next resume writes its number */
+        unsigned mine;
+} resumed;
+
+static void on_resume(void *userdata) {
+        resumed *r = userdata;
+
+        r->mine = ++*r->order;
+}
+
+/* An unparked key waits for a worker, then goes before keys not started. */
+static void test_unparked_keys_wait_for_a_worker(void **state) {
+        workqueue_opts o = {.workers = 1};
+        recorder rec = {.complete = false};
+        workqueue *q = make_queue(&rec, &o);
+        unsigned order = 0;
+        resumed a = {.q = q, .order = &order}, b = {.q = q, .order = &order},
+                c = {.q = q, .order = &order};
+
+        workqueue_add(q, "ns/a");
+        workqueue_add(q, "ns/b");
+        run_for(&rec, 10 * USEC_PER_MSEC);
+        assert_true(workqueue_park(q, "ns/a"));
+        run_for(&rec, 10 * USEC_PER_MSEC);
+        assert_int_equal(rec.calls, 2); /* b took the worker */
+        assert_true(workqueue_park(q, "ns/b"));
+        workqueue_add(q, "ns/c");
+        run_for(&rec, 10 * USEC_PER_MSEC);
+        assert_int_equal(rec.calls, 3); /* and c after b parked */
+
+        /* The worker is c's: both resumes wait, in order. */
+        workqueue_unpark(q, "ns/a", on_resume, &a);
+        workqueue_unpark(q, "ns/b", on_resume, &b);
+        workqueue_add(q, "ns/d");
+        run_for(&rec, 10 * USEC_PER_MSEC);
+        assert_int_equal(order, 0);
+        assert_int_equal(workqueue_parked(q), 2);
+        workqueue_done(q, "ns/c", 0);
+        run_for(&rec, 10 * USEC_PER_MSEC);
+        assert_int_equal(a.mine, 1);
+        assert_int_equal(b.mine, 0);    /* one worker: b waits for a's done */
+        assert_int_equal(rec.calls, 3); /* d hasn't started */
+        assert_int_equal(workqueue_inflight(q), 1);
+        assert_int_equal(workqueue_parked(q), 1);
+        workqueue_done(q, "ns/a", 0);
+        run_for(&rec, 10 * USEC_PER_MSEC);
+        assert_int_equal(b.mine, 2);
+        assert_int_equal(rec.calls, 3);
+        workqueue_done(q, "ns/b", 0);
+        run_for(&rec, 10 * USEC_PER_MSEC);
+        assert_int_equal(rec.calls, 4);
+        assert_string_equal(rec.keys[3], "ns/d");
+
+        /* With a worker free it runs at once; a key not parked too. */
+        workqueue_add(q, "ns/e");
+        assert_true(workqueue_park(q, "ns/d"));
+        run_for(&rec, 10 * USEC_PER_MSEC);
+        assert_int_equal(rec.calls, 5);
+        assert_true(workqueue_park(q, "ns/e"));
+        workqueue_unpark(q, "ns/d", on_resume, &c);
+        assert_int_equal(c.mine, 3);
+        c.mine = 0;
+        workqueue_unpark(q, "ns/zz", on_resume, &c);
+        assert_int_equal(c.mine, 4);
+
+        /* A parked key done while waiting to resume is forgotten by the FIFO. */
+        workqueue_unpark(q, "ns/e", on_resume, &a);
+        assert_int_equal(a.mine, 1); /* d holds the only worker */
+        workqueue_done(q, "ns/e", 0);
+        workqueue_done(q, "ns/d", 0);
+        run_for(&rec, 10 * USEC_PER_MSEC);
+        assert_int_equal(a.mine, 1);
+        assert_int_equal(workqueue_parked(q), 0);
+        assert_int_equal(workqueue_inflight(q), 0);
+        finish(&rec, q);
+}
+
 static void test_paused_queue_hands_out_nothing(void **state) {
         recorder rec = {.complete = true};
         workqueue *q = make_queue(&rec, NULL);
@@ -278,6 +358,7 @@ int main(void) {
                 cmocka_unit_test(test_backoff_is_capped),
                 cmocka_unit_test(test_worker_limit),
                 cmocka_unit_test(test_parked_keys_free_workers),
+                cmocka_unit_test(test_unparked_keys_wait_for_a_worker),
                 cmocka_unit_test(test_paused_queue_hands_out_nothing),
                 cmocka_unit_test(test_token_bucket_paces_retries_not_new_work),
                 cmocka_unit_test(test_add_after_and_forget),
