@@ -863,7 +863,8 @@ static int s3_start(s3_store *st, objstore_op *op, op_kind kind, const char *key
         case OP_PUT:
                 r = s3_put_object(st->client, k, data, len,
                                   &(s3_put_opts){.content_type = po ? po->content_type : NULL,
-                                                 .create_only = po && po->create_only},
+                                                 .create_only = po && po->create_only,
+                                                 .borrow = po && po->borrow},
                                   on_s3_done, x, &x->s3op);
                 break;
         case OP_GET:

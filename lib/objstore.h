@@ -64,6 +64,9 @@ void objstore_entries_free(objstore_entry *e, size_t n);
 typedef struct objstore_put_opts {
         const char *content_type; /* NULL: application/octet-stream */
         bool create_only;         /* -EEXIST if the key exists */
+        /* @data is not copied: the caller keeps it valid and unchanged until
+         * the done callback has run or the op is cancelled (large bodies). */
+        bool borrow;
 } objstore_put_opts;
 
 /* Completion of put/get/head/delete. @obj is owned by the op and freed after

@@ -82,6 +82,7 @@ struct s3_op {
         /* PUT */
         void *body;
         size_t body_len;
+        bool body_borrowed; /* s3_put_opts.borrow: not ours to free */
         char *content_type;
         char sha256_hex[HASH_SHA256_HEX_LEN + 1];
         char *md5_b64;
@@ -488,7 +489,8 @@ static void op_free(s3_op *op) {
                 http_request_cancel(op->req);
         sd_event_source_disable_unref(op->timer);
         free(op->key);
-        free(op->body);
+        if (!op->body_borrowed)
+                free(op->body);
         free(op->content_type);
         free(op->md5_b64);
         free(op->sha256_b64);
@@ -942,11 +944,16 @@ int s3_put_object(s3_client *c, const char *key, const void *data, size_t len, c
                 return r;
 
         r = -ENOMEM;
-        op->body = malloc(len ?: 1);
-        if (!op->body)
-                goto fail;
-        if (len > 0)
-                memcpy(op->body, data, len);
+        if (o && o->borrow && len > 0) {
+                op->body = (void *) data;
+                op->body_borrowed = true;
+        } else {
+                op->body = malloc(len ?: 1);
+                if (!op->body)
+                        goto fail;
+                if (len > 0)
+                        memcpy(op->body, data, len);
+        }
         op->body_len = len;
         if (o && o->content_type) {
                 op->content_type = strdup(o->content_type);

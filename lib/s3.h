@@ -161,13 +161,14 @@ void s3_client_get_http_codes(const s3_client *c, http_code_counts *ret);
 typedef struct s3_put_opts {
         const char *content_type; /* NULL: application/octet-stream */
         bool create_only;         /* fail with -EEXIST if the key exists (see s3_create_mode) */
+        bool borrow; /* @data is not copied: valid and unchanged until @done or cancel */
 } s3_put_opts;
 
 /* Starts an operation. @key is 1..S3_KEY_MAX bytes, without control
  * characters and without "." or ".." segments (curl would squash them):
- * others -EINVAL. @data of PUT is copied. On success *@ret (if non-NULL) is
- * a handle valid until @done has run or s3_op_cancel(); @done always runs
- * from the event loop, never from inside these calls. */
+ * others -EINVAL. @data of PUT is copied unless borrowed (s3_put_opts). On success *@ret (if
+ * non-NULL) is a handle valid until @done has run or s3_op_cancel(); @done always runs from the
+ * event loop, never from inside these calls. */
 int s3_put_object(s3_client *c, const char *key, const void *data, size_t len, const s3_put_opts *o,
                   s3_done_fn done, void *userdata, s3_op **ret);
 /* GET; with @if_none_match (an ETag), a 304 completes with

@@ -44,6 +44,8 @@ struct controller {
         bool store_index_loaded, cm_index_loaded;
         bool cm_index_summary; /* the index ConfigMap read was a summary */
         objstore_op *index_load_op;
+        objstore_op *store_index_op; /* the index.json write in flight */
+        index_sink_done_fn store_index_done;
         sd_event_source *index_load_timer;
         sd_event_source *grace_timer; /* see maybe_start_reconciling() */
         bool store_grace_over;
@@ -1024,37 +1026,25 @@ static void on_cm_delete(kube_watch *w, json_object *obj, void *userdata) {
 
 /* ---- index sinks and loading --------------------------------------------------- */
 
-typedef struct sink_call {
-        bundle_index *ix;
-        index_sink_done_fn done;
-} sink_call;
-
 static void on_store_index_put(objstore_op *op, int r, objstore_object *obj, const err_info *err,
                                void *userdata) {
-        sink_call *sc = userdata;
-        bundle_index *ix = sc->ix;
-        index_sink_done_fn done = sc->done;
+        controller *c = userdata;
 
-        free(sc);
-        done(ix, r, err);
+        c->store_index_op = NULL;
+        c->store_index_done(c->store_index, r, err);
 }
 
+/* One write at a time per index: the index waits for @done before the next. */
 static int store_index_sink(bundle_index *ix, const char *data, size_t len, index_sink_done_fn done,
                             void *userdata) {
         controller *c = userdata;
-        objstore_put_opts po = {.content_type = "application/json"};
-        sink_call *sc;
-        int r;
+        /* The index keeps @data until done: no copy of a document of megabytes. */
+        objstore_put_opts po = {.content_type = "application/json", .borrow = true};
 
-        sc = malloc(sizeof(*sc));
-        if (!sc)
-                return -ENOMEM;
-        *sc = (sink_call){.ix = ix, .done = done};
+        c->store_index_done = done;
         c->stats.index_writes++;
-        r = objstore_put(c->store, PUBLISH_INDEX_KEY, data, len, &po, on_store_index_put, sc, NULL);
-        if (r < 0)
-                free(sc);
-        return r;
+        return objstore_put(c->store, PUBLISH_INDEX_KEY, data, len, &po, on_store_index_put, c,
+                            &c->store_index_op);
 }
 
 static void on_cm_index_applied(kube_client *k, int r, json_object *obj, const err_info *err,
@@ -1278,6 +1268,7 @@ controller *controller_free(controller *c) {
         kube_watch_free(c->cr_watch);
         kube_watch_free(c->cm_watch);
         objstore_op_cancel(c->index_load_op);
+        objstore_op_cancel(c->store_index_op); /* it borrows the index's bytes */
         kube_request_cancel(c->cm_index_req);
         fleet_free(c->fleet);
         recorder_free(c->recorder);
