@@ -74,7 +74,7 @@ struct job {
         json_object *entry; /* the index entry as raw text, shared by both indexes */
         bundle_outcome out;
         json_object *old_published; /* the Published condition kept when not publishing */
-        char render_err[1024], store_err[1024], cm_err[1024];
+        char *render_err, *store_err, *cm_err; /* job_err() */
         unsigned pending;
         int result;
         bool deleting; /* finalizer/orphan cleanup instead of publication */
@@ -109,7 +109,22 @@ static void job_free(job *j) {
         free(j->name);
         free(j->object_key);
         free(j->cm_name);
+        free(j->render_err);
+        free(j->store_err);
+        free(j->cm_err);
         free(j);
+}
+
+/* Sets one of the job's error messages (NULL on allocation failure). */
+static void job_err(char **dst, const char *fmt, ...) _printf_(2, 3);
+static void job_err(char **dst, const char *fmt, ...) {
+        va_list ap;
+
+        free(*dst);
+        va_start(ap, fmt);
+        if (vasprintf(dst, fmt, ap) < 0)
+                *dst = NULL;
+        va_end(ap);
 }
 
 static void job_finish(job *j) {
@@ -166,8 +181,8 @@ static void on_store_index_synced(int r, const err_info *err, void *userdata) {
         job *j = userdata;
 
         if (r < 0) {
-                snprintf(j->store_err, sizeof(j->store_err), "writing %s: %s", PUBLISH_INDEX_KEY,
-                         err ? err->message : strerror(-r));
+                job_err(&j->store_err, "writing %s: %s", PUBLISH_INDEX_KEY,
+                        err ? err->message : strerror(-r));
                 j->out.store = TARGET_FAILED;
                 job_fail(j, r);
         } else if (!j->deleting) {
@@ -215,8 +230,7 @@ static void store_index_update(job *j) {
         if (r >= 0)
                 r = index_sync(j->ctl->store_index, on_store_index_synced, j);
         if (r < 0) {
-                snprintf(j->store_err, sizeof(j->store_err), "updating the index: %s",
-                         strerror(-r));
+                job_err(&j->store_err, "updating the index: %s", strerror(-r));
                 j->out.store = TARGET_FAILED;
                 job_fail(j, r);
                 step_done(j);
@@ -233,8 +247,8 @@ static void on_manifest_put(objstore_op *op, int r, objstore_object *obj, const 
         if (r == -EEXIST)
                 r = 0; /* content-addressed: an existing object is this very manifest */
         if (r < 0) {
-                snprintf(j->store_err, sizeof(j->store_err), "writing %s: %s", j->object_key,
-                         err ? err->message : strerror(-r));
+                job_err(&j->store_err, "writing %s: %s", j->object_key,
+                        err ? err->message : strerror(-r));
                 j->out.store = TARGET_FAILED;
                 job_fail(j, r);
                 step_done(j);
@@ -258,10 +272,10 @@ static void publish_store(job *j) {
                 return;
         }
         if (!c->store_index_loaded) {
-                snprintf(j->store_err, sizeof(j->store_err),
-                         "the object store's %s has not been read yet (is the object store "
-                         "reachable?)",
-                         PUBLISH_INDEX_KEY);
+                job_err(&j->store_err,
+                        "the object store's %s has not been read yet (is the object store "
+                        "reachable?)",
+                        PUBLISH_INDEX_KEY);
                 j->out.store = TARGET_FAILED;
                 job_fail(j, -EAGAIN);
                 step_done(j);
@@ -279,8 +293,7 @@ static void publish_store(job *j) {
         r = objstore_put(c->store, j->object_key, j->rendered->manifest, j->rendered->manifest_len,
                          &po, on_manifest_put, j, &j->store_op);
         if (r < 0) {
-                snprintf(j->store_err, sizeof(j->store_err), "writing %s: %s", j->object_key,
-                         strerror(-r));
+                job_err(&j->store_err, "writing %s: %s", j->object_key, strerror(-r));
                 j->out.store = TARGET_FAILED;
                 job_fail(j, r);
                 step_done(j);
@@ -293,8 +306,8 @@ static void on_cm_index_synced(int r, const err_info *err, void *userdata) {
         job *j = userdata;
 
         if (r < 0) {
-                snprintf(j->cm_err, sizeof(j->cm_err), "writing ConfigMap %s: %s",
-                         PUBLISH_INDEX_CONFIGMAP, err ? err->message : strerror(-r));
+                job_err(&j->cm_err, "writing ConfigMap %s: %s", PUBLISH_INDEX_CONFIGMAP,
+                        err ? err->message : strerror(-r));
                 j->out.cm = TARGET_FAILED;
                 job_fail(j, r);
         } else if (!j->deleting) {
@@ -317,7 +330,7 @@ static void cm_index_update(job *j) {
         if (r >= 0)
                 r = index_sync(j->ctl->cm_index, on_cm_index_synced, j);
         if (r < 0) {
-                snprintf(j->cm_err, sizeof(j->cm_err), "updating the index: %s", strerror(-r));
+                job_err(&j->cm_err, "updating the index: %s", strerror(-r));
                 j->out.cm = TARGET_FAILED;
                 job_fail(j, r);
                 step_done(j);
@@ -332,8 +345,8 @@ static void on_cm_applied(kube_client *k, int r, json_object *obj, const err_inf
 
         j->cm_req = NULL;
         if (r < 0) {
-                snprintf(j->cm_err, sizeof(j->cm_err), "applying ConfigMap %s: %s", j->cm_name,
-                         err ? err->message : strerror(-r));
+                job_err(&j->cm_err, "applying ConfigMap %s: %s", j->cm_name,
+                        err ? err->message : strerror(-r));
                 j->out.cm = TARGET_FAILED;
                 job_fail(j, r);
                 step_done(j);
@@ -374,8 +387,7 @@ static void publish_cm(job *j) {
         if (r >= 0)
                 return;
 fail:
-        snprintf(j->cm_err, sizeof(j->cm_err), "applying ConfigMap %s: %s", j->cm_name,
-                 strerror(-r));
+        job_err(&j->cm_err, "applying ConfigMap %s: %s", j->cm_name, strerror(-r));
         j->out.cm = TARGET_FAILED;
         job_fail(j, r);
         step_done(j);
@@ -425,7 +437,8 @@ static bool render_error_is_new(job *j) {
 
                 if (streq(strempty(jsonx_get_string(cond, "type")), "Rendered"))
                         return !streq(strempty(jsonx_get_string(cond, "status")), "False") ||
-                               !streq(strempty(jsonx_get_string(cond, "message")), j->render_err);
+                               !streq(strempty(jsonx_get_string(cond, "message")),
+                                      strempty(j->render_err));
         }
         return true;
 }
@@ -462,17 +475,18 @@ static void job_status(job *j) {
         if (j->out.store == TARGET_FAILED || j->out.cm == TARGET_FAILED) {
                 log_object_warning(j->key,
                                    "Publication incomplete: object store: %s; ConfigMap: %s",
-                                   j->out.store == TARGET_FAILED ? j->store_err : "ok",
-                                   j->out.cm == TARGET_FAILED ? j->cm_err : "ok");
+                                   j->out.store == TARGET_FAILED ? strempty(j->store_err) : "ok",
+                                   j->out.cm == TARGET_FAILED ? strempty(j->cm_err) : "ok");
                 if (recorder_emit(c->recorder, j->cr, "Warning", "PublishFailed",
                                   "Revision %" PRIi64 ": object store: %s; ConfigMap: %s",
                                   j->out.revision,
-                                  j->out.store == TARGET_FAILED ? j->store_err : "ok",
-                                  j->out.cm == TARGET_FAILED ? j->cm_err : "ok") > 0)
+                                  j->out.store == TARGET_FAILED ? strempty(j->store_err) : "ok",
+                                  j->out.cm == TARGET_FAILED ? strempty(j->cm_err) : "ok") > 0)
                         c->stats.events++;
         }
         if (!j->out.rendered && render_error_is_new(j) &&
-            recorder_emit(c->recorder, j->cr, "Warning", "RenderFailed", "%s", j->render_err) > 0)
+            recorder_emit(c->recorder, j->cr, "Warning", "RenderFailed", "%s",
+                          strempty(j->render_err)) > 0)
                 c->stats.events++;
 
         /* With an object store the counts are always there (0 until agents
@@ -482,6 +496,9 @@ static void job_status(job *j) {
                 fleet_counts(c->fleet, j->key, j->out.digest, &j->out.matched, &j->out.applied,
                              &j->out.failed);
         }
+        /* Set now: the messages were written as the targets answered. */
+        j->out.store_error = strempty(j->store_err);
+        j->out.cm_error = strempty(j->cm_err);
         status_format_now(now);
         r = status_build(old, &j->out, now, &status);
         if (r < 0) {
@@ -579,14 +596,13 @@ static int job_render(job *j) {
         return 0;
 
 failed:
-        snprintf(j->render_err, sizeof(j->render_err), "%s",
-                 e.message[0] ? e.message : strerror(-r));
-        j->out.render_error = j->render_err;
+        job_err(&j->render_err, "%s", e.message[0] ? e.message : strerror(-r));
+        j->out.render_error = strempty(j->render_err);
         j->out.rendered = false;
         j->out.revision = rev;
         /* A resync of a bundle that still doesn't render is not news. */
         log_object_full_errno(render_error_is_new(j) ? LOG_WARNING : LOG_DEBUG, 0, j->key,
-                              "Does not render: %s", j->render_err);
+                              "Does not render: %s", strempty(j->render_err));
         return 1;
 }
 
@@ -612,8 +628,6 @@ static void job_publish(job *j) {
                 job_finish(j);
                 return;
         }
-        j->out.store_error = j->store_err;
-        j->out.cm_error = j->cm_err;
         if (r > 0) {
                 /* Not publishing (render failure, suspended): keep the last word. */
                 json_object *conds = jsonx_get(old_status, "conditions");
@@ -760,8 +774,8 @@ static void on_cm_deleted(kube_client *k, int r, json_object *obj, const err_inf
 
         j->cm_req = NULL;
         if (r < 0 && r != -ENOENT) {
-                snprintf(j->cm_err, sizeof(j->cm_err), "deleting ConfigMap %s: %s", j->cm_name,
-                         err ? err->message : strerror(-r));
+                job_err(&j->cm_err, "deleting ConfigMap %s: %s", j->cm_name,
+                        err ? err->message : strerror(-r));
                 job_fail(j, r);
         } else if (r >= 0)
                 j->ctl->stats.cm_writes++;
