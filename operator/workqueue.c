@@ -225,6 +225,13 @@ static void item_ready(workqueue *q, wq_item *it) {
         item_push(q, it);
 }
 
+/* Resumed reconciles may use twice the workers: they are near their end, and
+ * a little more concurrency keeps the API server busy without letting every
+ * parked reconcile send its request at once. */
+static unsigned resume_limit(const workqueue *q) {
+        return 2 * q->opts.workers;
+}
+
 /* A parked key takes a worker again. */
 static void unpark(workqueue *q, wq_item *it) {
         it->parked = false;
@@ -258,7 +265,7 @@ static int on_dispatch(sd_event_source *s, void *userdata) {
 
         /* Reconciles that were already under way come first, paused or not:
          * in-flight ones always finish. */
-        while (q->resume_head && q->n_inflight < q->opts.workers) {
+        while (q->resume_head && q->n_inflight < resume_limit(q)) {
                 wq_item *it = q->resume_head;
                 workqueue_resume_fn fn = it->resume;
                 void *ud = it->resume_userdata;
@@ -473,7 +480,7 @@ void workqueue_unpark(workqueue *q, const char *key, workqueue_resume_fn fn, voi
                 fn(userdata);
                 return;
         }
-        if (!q->resume_head && q->n_inflight < q->opts.workers) {
+        if (!q->resume_head && q->n_inflight < resume_limit(q)) {
                 unpark(q, it);
                 fn(userdata);
                 return;

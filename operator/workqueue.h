@@ -67,7 +67,8 @@ bool workqueue_park(workqueue *q, const char *key);
 
 /* Ends the wait of parked @key: @fn(@userdata) runs once a worker is free for
  * it, at once (before this returns) if one is, else as soon as one is, ahead
- * of keys that have not started and even while paused. That keeps the
+ * of keys that have not started and even while paused. Resumed keys may use
+ * up to 2 × @workers workers (new keys still start only below @workers). That keeps the
  * continuations of hundreds of parked reconciles, which all become due when
  * one shared write lands, from all making their requests at once. A key that
  * is not parked runs @fn at once. */

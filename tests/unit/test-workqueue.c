@@ -213,8 +213,6 @@ static void test_parked_keys_free_workers(void **state) {
 }
 
 typedef struct resumed {
-        workqueue *q;
-        char key[16];
         unsigned *order; /* where the next resume writes its number */
         unsigned mine;
 } resumed;
@@ -225,68 +223,78 @@ static void on_resume(void *userdata) {
         r->mine = ++*r->order;
 }
 
-/* An unparked key waits for a worker, then goes before keys not started. */
+static void start_and_park(recorder *rec, workqueue *q, const char *key) {
+        workqueue_add(q, key);
+        run_for(rec, 5 * USEC_PER_MSEC);
+        assert_string_equal(rec->keys[rec->calls - 1], key);
+        assert_true(workqueue_park(q, key));
+}
+
+/* An unparked key waits for a worker (resumed keys may hold up to twice the
+ * workers), then goes before keys not started. */
 static void test_unparked_keys_wait_for_a_worker(void **state) {
         workqueue_opts o = {.workers = 1};
         recorder rec = {.complete = false};
         workqueue *q = make_queue(&rec, &o);
         unsigned order = 0;
-        resumed a = {.q = q, .order = &order}, b = {.q = q, .order = &order},
-                c = {.q = q, .order = &order};
+        resumed a = {.order = &order}, b = {.order = &order}, c = {.order = &order},
+                z = {.order = &order};
 
-        workqueue_add(q, "ns/a");
-        workqueue_add(q, "ns/b");
-        run_for(&rec, 10 * USEC_PER_MSEC);
-        assert_true(workqueue_park(q, "ns/a"));
-        run_for(&rec, 10 * USEC_PER_MSEC);
-        assert_int_equal(rec.calls, 2); /* b took the worker */
-        assert_true(workqueue_park(q, "ns/b"));
-        workqueue_add(q, "ns/c");
-        run_for(&rec, 10 * USEC_PER_MSEC);
-        assert_int_equal(rec.calls, 3); /* and c after b parked */
-
-        /* The worker is c's: both resumes wait, in order. */
-        workqueue_unpark(q, "ns/a", on_resume, &a);
-        workqueue_unpark(q, "ns/b", on_resume, &b);
+        start_and_park(&rec, q, "ns/a");
+        start_and_park(&rec, q, "ns/b");
+        start_and_park(&rec, q, "ns/c");
         workqueue_add(q, "ns/d");
-        run_for(&rec, 10 * USEC_PER_MSEC);
-        assert_int_equal(order, 0);
-        assert_int_equal(workqueue_parked(q), 2);
-        workqueue_done(q, "ns/c", 0);
-        run_for(&rec, 10 * USEC_PER_MSEC);
+        run_for(&rec, 5 * USEC_PER_MSEC);
+        assert_int_equal(rec.calls, 4); /* d holds the worker */
+        assert_int_equal(workqueue_parked(q), 3);
+
+        workqueue_unpark(q, "ns/a", on_resume, &a); /* the second slot: at once */
         assert_int_equal(a.mine, 1);
-        assert_int_equal(b.mine, 0);    /* one worker: b waits for a's done */
-        assert_int_equal(rec.calls, 3); /* d hasn't started */
-        assert_int_equal(workqueue_inflight(q), 1);
-        assert_int_equal(workqueue_parked(q), 1);
-        workqueue_done(q, "ns/a", 0);
-        run_for(&rec, 10 * USEC_PER_MSEC);
-        assert_int_equal(b.mine, 2);
-        assert_int_equal(rec.calls, 3);
-        workqueue_done(q, "ns/b", 0);
-        run_for(&rec, 10 * USEC_PER_MSEC);
-        assert_int_equal(rec.calls, 4);
-        assert_string_equal(rec.keys[3], "ns/d");
-
-        /* With a worker free it runs at once; a key not parked too. */
+        workqueue_unpark(q, "ns/b", on_resume, &b);
+        workqueue_unpark(q, "ns/c", on_resume, &c);
         workqueue_add(q, "ns/e");
-        assert_true(workqueue_park(q, "ns/d"));
         run_for(&rec, 10 * USEC_PER_MSEC);
-        assert_int_equal(rec.calls, 5);
-        assert_true(workqueue_park(q, "ns/e"));
-        workqueue_unpark(q, "ns/d", on_resume, &c);
-        assert_int_equal(c.mine, 3);
-        c.mine = 0;
-        workqueue_unpark(q, "ns/zz", on_resume, &c);
-        assert_int_equal(c.mine, 4);
+        assert_int_equal(b.mine + c.mine, 0);
+        assert_int_equal(rec.calls, 4);
+        assert_int_equal(workqueue_inflight(q), 2);
 
-        /* A parked key done while waiting to resume is forgotten by the FIFO. */
-        workqueue_unpark(q, "ns/e", on_resume, &a);
-        assert_int_equal(a.mine, 1); /* d holds the only worker */
-        workqueue_done(q, "ns/e", 0);
         workqueue_done(q, "ns/d", 0);
         run_for(&rec, 10 * USEC_PER_MSEC);
-        assert_int_equal(a.mine, 1);
+        assert_int_equal(b.mine, 2);
+        assert_int_equal(c.mine, 0);    /* in order, one per freed slot */
+        assert_int_equal(rec.calls, 4); /* e waits behind the resumes */
+        workqueue_done(q, "ns/a", 0);
+        run_for(&rec, 10 * USEC_PER_MSEC);
+        assert_int_equal(c.mine, 3);
+        assert_int_equal(rec.calls, 4); /* two in flight: no new key */
+        workqueue_done(q, "ns/b", 0);
+        run_for(&rec, 10 * USEC_PER_MSEC);
+        assert_int_equal(rec.calls, 4); /* one in flight, one worker */
+        workqueue_done(q, "ns/c", 0);
+        run_for(&rec, 10 * USEC_PER_MSEC);
+        assert_int_equal(rec.calls, 5);
+        assert_string_equal(rec.keys[4], "ns/e");
+
+        /* A key that isn't parked runs at once. */
+        workqueue_unpark(q, "ns/zz", on_resume, &z);
+        assert_int_equal(z.mine, 4);
+
+        /* A parked key done while it waits to resume leaves the FIFO. */
+        assert_true(workqueue_park(q, "ns/e"));
+        start_and_park(&rec, q, "ns/f");
+        workqueue_add(q, "ns/g");
+        run_for(&rec, 5 * USEC_PER_MSEC);
+        z.mine = 0;
+        workqueue_unpark(q, "ns/e", on_resume, &z);
+        assert_int_equal(z.mine, 5);
+        a.mine = 0;
+        workqueue_unpark(q, "ns/f", on_resume, &a);
+        assert_int_equal(a.mine, 0);
+        workqueue_done(q, "ns/f", 0);
+        workqueue_done(q, "ns/e", 0);
+        workqueue_done(q, "ns/g", 0);
+        run_for(&rec, 10 * USEC_PER_MSEC);
+        assert_int_equal(a.mine, 0);
         assert_int_equal(workqueue_parked(q), 0);
         assert_int_equal(workqueue_inflight(q), 0);
         finish(&rec, q);
