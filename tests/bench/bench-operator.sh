@@ -156,7 +156,7 @@ section=$(mktemp)
         cat <<'EOF_READING'
 **Reading the figures.** Publishing costs the API server three writes per new bundle (the
 finalizer, the ConfigMap, the status) besides one object-store PUT of the manifest; the index
-writes are coalesced (a few dozen for the whole run). The CPU column shows where the time goes: the
+writes are coalesced (at most one per 200 ms window). The CPU column shows where the time goes: the
 operator needs a small fraction of what the kube-apiserver and etcd spend serving its writes on the
 same two cores, so the time to publish is bounded by the API server's write throughput, not by the
 operator. Memory: the watch caches keep each ConfigBundle as deflated JSON text and each bundle
