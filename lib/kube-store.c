@@ -16,9 +16,10 @@
  * The text is deflated (zlib, raw), with the text of the first object stored
  * as a preset dictionary: objects of one kind share their field names and
  * much of their values, and a dictionary lets even a 1 KiB object refer to
- * them. Measured on ConfigBundles with their status: ~1,500 bytes of text
- * become ~300. A value is the text's length (4 bytes, little-endian)
- * followed by the deflated text, held in a json-c string.
+ * them. In the operator's benchmark a ConfigBundle with its status (~2 KiB
+ * of text) is stored in ~400 bytes, a ConfigMap summary in ~230. A value is
+ * the text's length (4 bytes, little-endian) followed by the deflated text,
+ * held in a json-c string.
  */
 
 #include <limits.h>
