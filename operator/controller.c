@@ -42,7 +42,8 @@ struct controller {
         bundle_index *store_index; /* index.json in the object store */
         bundle_index *cm_index;    /* the index ConfigMap */
         bool store_index_loaded, cm_index_loaded;
-        bool cm_index_summary; /* the index ConfigMap read was a summary */
+        bool cm_index_summary;         /* the index ConfigMap read was a summary */
+        size_t cm_index_summary_count; /* ... of this many bundles */
         objstore_op *index_load_op;
         objstore_op *store_index_op; /* the index.json write in flight */
         index_sink_done_fn store_index_done;
@@ -726,7 +727,8 @@ static void on_finalizer_added(kube_client *k, int r, json_object *obj, const er
         /* j->id.uid pointed into the old object: take it from the new one. */
         json_object_put(j->cr);
         j->cr = json_object_get(obj);
-        json_object_object_del(jsonx_get(j->cr, "metadata"), "managedFields");
+        if (jsonx_get(j->cr, "metadata"))
+                json_object_object_del(jsonx_get(j->cr, "metadata"), "managedFields");
         j->id.uid = jsonx_get_string(j->cr, "metadata.uid");
         job_publish(j);
 }
@@ -941,7 +943,7 @@ static void maybe_start_reconciling(controller *c) {
         if (ready && c->cm_index_summary && c->store_index_loaded &&
             index_count(c->cm_index) == 0) {
                 c->cm_index_summary = false;
-                if (index_adopt(c->cm_index, c->store_index) < 0)
+                if (index_adopt(c->cm_index, c->store_index, c->cm_index_summary_count) < 0)
                         log_warning("Out of memory taking the index ConfigMap's entries from %s",
                                     PUBLISH_INDEX_KEY);
         }
@@ -1013,6 +1015,15 @@ static void load_cm_index(controller *c) {
                         log_warning_errno(r, "Ignoring ConfigMap %s: %s", key, e.message);
                 c->cm_index_summary = r >= 0 && index_count(c->cm_index) == 0 &&
                                       strstr(json_object_get_string(data), "\"truncated\":true");
+                if (c->cm_index_summary) {
+                        /* A summary is small: parse it for its count. */
+                        _cleanup_json_ json_object *doc = NULL;
+
+                        if (jsonx_parse(json_object_get_string(data),
+                                        (size_t) json_object_get_string_len(data), &doc, NULL) >= 0)
+                                c->cm_index_summary_count =
+                                        (size_t) MAX(jsonx_get_int(doc, "count", 0), 0);
+                }
         }
         c->cm_index_loaded = true;
         index_set_hold(c->cm_index, false);

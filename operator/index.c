@@ -46,9 +46,18 @@ static size_t member_len(const char *key, json_object *text) {
 }
 
 size_t index_len_estimate(const bundle_index *ix) {
+        size_t n = index_count(ix);
+
+        /* entries_len counts a comma for each entry; there is one fewer. */
         return strlen("{\"apiVersion\":\"ballast.dev/v1alpha1\",\"bundles\":{},\"kind\":"
                       "\"BundleIndex\"}") +
-               ix->entries_len;
+               ix->entries_len - (n > 0);
+}
+
+/* What stands for the digest of a document too large to serialize: the
+ * sink's summary depends on the count alone. */
+static void summary_digest(const bundle_index *ix, char out[static HASH_SHA256_HEX_LEN + 1]) {
+        snprintf(out, HASH_SHA256_HEX_LEN + 1, "too large: %zu entries", index_count(ix));
 }
 
 bool index_too_large(const bundle_index *ix) {
@@ -66,8 +75,10 @@ static int put_entry(json_object *map, size_t *len, const char *key, json_object
 
         if (json_object_object_get_ex(map, key, &old) && old)
                 *len -= member_len(key, old);
-        if (json_object_object_add(map, key, t) < 0)
+        if (json_object_object_add(map, key, t) < 0) {
+                json_object_put(t);
                 return -ENOMEM;
+        }
         *len += member_len(key, t);
         return 0;
 }
@@ -116,7 +127,7 @@ static int on_timer(sd_event_source *s, uint64_t usec, void *userdata) {
                 return 0;
         if (index_too_large(ix)) {
                 /* The sink writes a summary that depends on the count alone. */
-                snprintf(sha, sizeof(sha), "too large: %zu entries", index_count(ix));
+                summary_digest(ix, sha);
                 len = index_len_estimate(ix);
                 r = 0;
         } else {
@@ -260,24 +271,28 @@ int index_load(bundle_index *ix, const char *data, size_t len, err_info *ret_err
         return 0;
 }
 
-int index_adopt(bundle_index *ix, bundle_index *from) {
+int index_adopt(bundle_index *ix, bundle_index *from, size_t written_count) {
         _cleanup_json_ json_object *map = json_object_new_object();
 
         if (!map)
                 return -ENOMEM;
-        json_object_object_foreach(
-                from->bundles, key,
-                entry) if (json_object_object_add(map, key, json_object_get(entry)) <
-                           0) return -ENOMEM;
+        json_object_object_foreach(from->bundles, key, entry) {
+                json_object *ref = json_object_get(entry);
+
+                if (json_object_object_add(map, key, ref) < 0) {
+                        json_object_put(ref);
+                        return -ENOMEM;
+                }
+        }
         json_object_put(ix->bundles);
         ix->bundles = TAKE_PTR(map);
         ix->entries_len = from->entries_len;
         ix->dirty = false;
-        if (index_too_large(ix)) {
-                snprintf(ix->last_written, sizeof(ix->last_written), "too large: %zu entries",
-                         index_count(ix));
-                ix->have_last_written = true;
-        }
+        /* Written only if the target's summary is the one these entries make;
+         * otherwise (fewer now, or another count) the next sync writes. */
+        ix->have_last_written = index_too_large(ix) && index_count(ix) == written_count;
+        if (ix->have_last_written)
+                summary_digest(ix, ix->last_written);
         return 0;
 }
 
@@ -359,7 +374,7 @@ bool index_holds(bundle_index *ix, const char *key, json_object *entry) {
         return streq(json_object_get_string(v), text);
 }
 
-size_t index_count(bundle_index *ix) {
+size_t index_count(const bundle_index *ix) {
         return (size_t) json_object_object_length(ix->bundles);
 }
 

@@ -66,12 +66,13 @@ int index_load(bundle_index *ix, const char *data, size_t len, err_info *ret_err
  * share one; anything else is stored as its canonical text. */
 int index_set(bundle_index *ix, const char *key, json_object *entry);
 
-/* For an index whose target holds only a summary: takes the entries of
- * @from (shared, not copied), as if read from the target, so that rebuilding
- * it after a restart doesn't rewrite the summary once per entry added. When
- * the entries are too many for the target (index_too_large()), they count as
- * written. */
-int index_adopt(bundle_index *ix, bundle_index *from);
+/* For an index whose target holds only a summary, of @written_count entries:
+ * takes the entries of @from (shared, not copied), as if read from the
+ * target, so that rebuilding it after a restart doesn't rewrite the summary
+ * once per entry added. They count as written if they are still too many for
+ * the target (index_too_large()) and as many as the summary says; otherwise
+ * the next sync writes. */
+int index_adopt(bundle_index *ix, bundle_index *from, size_t written_count);
 
 /* If the entry for @key has the text of @raw (a raw entry), holds @raw in its
  * place: nothing changes but the memory, which two indexes then share. */
@@ -85,7 +86,7 @@ json_object *index_get(bundle_index *ix, const char *key);
 bool index_contains(bundle_index *ix, const char *key);
 /* True if the entry for @key equals @entry (borrowed). */
 bool index_holds(bundle_index *ix, const char *key, json_object *entry);
-size_t index_count(bundle_index *ix);
+size_t index_count(const bundle_index *ix);
 
 /* Calls @fn for each key until it returns non-zero. */
 int index_foreach_key(bundle_index *ix, int (*fn)(const char *key, void *userdata), void *userdata);
