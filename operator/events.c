@@ -56,29 +56,35 @@ recorder *recorder_free(recorder *r) {
 
 /* The per-object bucket, kept as one short string of two numbers so the map
  * stays a json-c object (O(1) lookups) at ~100 bytes an entry (an array of
- * two doubles costs json-c several times that, and a bundle's first revision
- * makes one for every bundle). Buckets of deleted objects are few and small;
- * the map is reset when it grows past 10,000 entries. */
-static bool object_allows(recorder *r, const char *key, uint64_t now) {
+ * two doubles costs json-c several times that). A bucket is made only when
+ * an event is posted, so events the global limit drops (most of a bundle's
+ * first revisions, when thousands are published at once) make none. Buckets
+ * of deleted objects are few and small; the map is reset when it grows past
+ * 10,000 entries. */
+static double object_tokens(recorder *r, const char *key, uint64_t now) {
         json_object *b = json_object_object_get(r->buckets, key);
         double tokens = PER_OBJECT_BURST, last;
-        char buf[64];
 
         if (b && sscanf(json_object_get_string(b), "%lf %lf", &tokens, &last) == 2) {
                 tokens += ((double) now - last) / 1e6 * PER_OBJECT_QPS;
                 if (tokens > PER_OBJECT_BURST)
                         tokens = PER_OBJECT_BURST;
-        } else if (json_object_object_length(r->buckets) > 10000) {
+        }
+        return tokens;
+}
+
+static void object_charge(recorder *r, const char *key, double tokens, uint64_t now) {
+        char buf[64];
+
+        if (!json_object_object_get_ex(r->buckets, key, NULL) &&
+            json_object_object_length(r->buckets) > 10000) {
                 json_object_put(r->buckets);
                 r->buckets = json_object_new_object();
                 if (!r->buckets)
-                        return false;
+                        return;
         }
-        if (tokens < 1)
-                return false;
         snprintf(buf, sizeof(buf), "%.6f %" PRIu64, tokens - 1, now);
         json_object_object_add(r->buckets, key, json_object_new_string(buf));
-        return true;
 }
 
 static void on_posted(kube_client *k, int r, json_object *obj, const err_info *err,
@@ -102,6 +108,7 @@ int recorder_emit(recorder *r, json_object *obj, const char *type, const char *r
         json_object *involved, *source, *meta;
         char ts[32];
         time_t t = time(NULL);
+        double tokens;
         va_list ap;
         int n;
 
@@ -109,10 +116,12 @@ int recorder_emit(recorder *r, json_object *obj, const char *type, const char *r
                 return -EINVAL;
         if (asprintf(&bucket_key, "%s/%s", strempty(uid), reason) < 0)
                 return -ENOMEM;
-        if (!object_allows(r, bucket_key, now) || ratelimit_take(&r->global, now) > 0) {
+        tokens = object_tokens(r, bucket_key, now);
+        if (tokens < 1 || ratelimit_take(&r->global, now) > 0) {
                 r->stats.dropped++;
                 return 0;
         }
+        object_charge(r, bucket_key, tokens, now);
         va_start(ap, fmt);
         n = vasprintf(&msg, fmt, ap);
         va_end(ap);

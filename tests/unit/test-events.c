@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <unistd.h>
 
 #include "events.h"
 #include "http.h"
@@ -69,9 +70,58 @@ static void test_per_object_limit(void **state) {
         assert_int_equal(posts, 5);
 }
 
+/* An event the global limit drops doesn't spend the object's tokens (nor
+ * make it a bucket). */
+static void test_global_drops_cost_the_object_nothing(void **state) {
+        _cleanup_(sd_event_unrefp) sd_event *e = NULL;
+        _cleanup_(kube_client_freep) kube_client *k = NULL;
+        _cleanup_(recorder_freep) recorder *r = NULL;
+        _cleanup_json_ json_object *x = object("x", "u-x");
+        http_client *http = NULL;
+        kube_config cfg = {.server = (char *) "https://fake.invalid:6443",
+                           .token = (char *) "t",
+                           .namespace = (char *) "ns"};
+        kube_client_opts o = {.qps = -1};
+        recorder_stats st;
+        int posted = 0;
+
+        posts = 0;
+        assert_int_equal(sd_event_new(&e), 0);
+        assert_int_equal(http_client_new_fake(e, on_request, NULL, &http), 0);
+        assert_int_equal(kube_client_new_with_http(e, http, &cfg, &o, &k), 0);
+        assert_int_equal(recorder_new(k, "ballast-operator", "test", &r), 0);
+
+        /* The global burst (10) goes to ten other objects. */
+        for (int i = 0; i < 10; i++) {
+                _cleanup_json_ json_object *other = NULL;
+                char name[16], uid[16];
+
+                snprintf(name, sizeof(name), "o%d", i);
+                snprintf(uid, sizeof(uid), "u-o%d", i);
+                other = object(name, uid);
+                posted += recorder_emit(r, other, "Normal", "Published", "revision 1");
+        }
+        assert_int_equal(posted, 10);
+        for (int i = 0; i < 3; i++)
+                assert_int_equal(recorder_emit(r, x, "Normal", "Published", "dropped"), 0);
+        /* ~4 global tokens later, x still has its whole burst of 3. */
+        usleep(800 * 1000);
+        assert_true(sd_event_run(e, 0) >= 0);
+        posted = 0;
+        for (int i = 0; i < 3; i++)
+                posted += recorder_emit(r, x, "Normal", "Published", "kept %d", i);
+        assert_int_equal(posted, 3);
+        for (int i = 0; i < 50 && posts < 13; i++)
+                assert_true(sd_event_run(e, 10 * USEC_PER_MSEC) >= 0);
+        recorder_get_stats(r, &st);
+        assert_int_equal(st.posted, 13);
+        assert_int_equal(st.dropped, 3);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_per_object_limit),
+                cmocka_unit_test(test_global_drops_cost_the_object_nothing),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
