@@ -37,24 +37,48 @@ static json_object *object(const char *name, const char *uid) {
         return json_tokener_parse(buf);
 }
 
-static void test_per_object_limit(void **state) {
-        _cleanup_(sd_event_unrefp) sd_event *e = NULL;
-        _cleanup_(kube_client_freep) kube_client *k = NULL;
-        _cleanup_(recorder_freep) recorder *r = NULL;
-        _cleanup_json_ json_object *a = object("a", "u-a"), *b = object("b", "u-b");
+/* A recorder posting through a fake API server that counts the posts. */
+typedef struct fixture {
+        sd_event *e;
+        kube_client *k;
+        recorder *r;
+} fixture;
+
+static int setup(void **state) {
+        fixture *f = calloc(1, sizeof(*f));
         http_client *http = NULL;
         kube_config cfg = {.server = (char *) "https://fake.invalid:6443",
                            .token = (char *) "t",
                            .namespace = (char *) "ns"};
         kube_client_opts o = {.qps = -1};
+
+        assert_non_null(f);
+        posts = 0;
+        assert_int_equal(sd_event_new(&f->e), 0);
+        assert_int_equal(http_client_new_fake(f->e, on_request, NULL, &http), 0);
+        assert_int_equal(kube_client_new_with_http(f->e, http, &cfg, &o, &f->k), 0);
+        assert_int_equal(recorder_new(f->k, "ballast-operator", "test", &f->r), 0);
+        *state = f;
+        return 0;
+}
+
+static int teardown(void **state) {
+        fixture *f = *state;
+
+        recorder_free(f->r);
+        kube_client_free(f->k);
+        sd_event_unref(f->e);
+        free(f);
+        return 0;
+}
+
+static void test_per_object_limit(void **state) {
+        fixture *f = *state;
+        sd_event *e = f->e;
+        recorder *r = f->r;
+        _cleanup_json_ json_object *a = object("a", "u-a"), *b = object("b", "u-b");
         recorder_stats st;
         int posted = 0;
-
-        posts = 0;
-        assert_int_equal(sd_event_new(&e), 0);
-        assert_int_equal(http_client_new_fake(e, on_request, NULL, &http), 0);
-        assert_int_equal(kube_client_new_with_http(e, http, &cfg, &o, &k), 0);
-        assert_int_equal(recorder_new(k, "ballast-operator", "test", &r), 0);
 
         for (int i = 0; i < 5; i++)
                 posted += recorder_emit(r, a, "Normal", "NewRevision", "revision %d", i);
@@ -70,26 +94,14 @@ static void test_per_object_limit(void **state) {
         assert_int_equal(posts, 5);
 }
 
-/* An event the global limit drops doesn't spend the object's tokens (nor
- * make it a bucket). */
+/* An event the global limit drops doesn't spend the object's tokens. */
 static void test_global_drops_cost_the_object_nothing(void **state) {
-        _cleanup_(sd_event_unrefp) sd_event *e = NULL;
-        _cleanup_(kube_client_freep) kube_client *k = NULL;
-        _cleanup_(recorder_freep) recorder *r = NULL;
+        fixture *f = *state;
+        sd_event *e = f->e;
+        recorder *r = f->r;
         _cleanup_json_ json_object *x = object("x", "u-x");
-        http_client *http = NULL;
-        kube_config cfg = {.server = (char *) "https://fake.invalid:6443",
-                           .token = (char *) "t",
-                           .namespace = (char *) "ns"};
-        kube_client_opts o = {.qps = -1};
         recorder_stats st;
         int posted = 0;
-
-        posts = 0;
-        assert_int_equal(sd_event_new(&e), 0);
-        assert_int_equal(http_client_new_fake(e, on_request, NULL, &http), 0);
-        assert_int_equal(kube_client_new_with_http(e, http, &cfg, &o, &k), 0);
-        assert_int_equal(recorder_new(k, "ballast-operator", "test", &r), 0);
 
         /* The global burst (10) goes to ten other objects. */
         for (int i = 0; i < 10; i++) {
@@ -120,8 +132,9 @@ static void test_global_drops_cost_the_object_nothing(void **state) {
 
 int main(void) {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_per_object_limit),
-                cmocka_unit_test(test_global_drops_cost_the_object_nothing),
+                cmocka_unit_test_setup_teardown(test_per_object_limit, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_global_drops_cost_the_object_nothing, setup,
+                                                teardown),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
