@@ -3,6 +3,8 @@
 #include <arpa/inet.h>
 #include <microhttpd.h>
 #include <stdatomic.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <time.h>
 
 #include "healthd.h"
@@ -103,33 +105,61 @@ static int parse_address(const char *address, struct sockaddr_in *ret) {
         return 0;
 }
 
+/* The listening socket is ours, so a failure to bind is reported with its
+ * own errno (libmicrohttpd would leave errno to chance and print its own
+ * line to stderr, outside the JSON log). */
+static int listen_on(const struct sockaddr_in *sa) {
+        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+
+        if (fd < 0)
+                return -errno;
+        if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &(int){1}, sizeof(int)) < 0 ||
+            bind(fd, (const struct sockaddr *) sa, sizeof(*sa)) < 0 || listen(fd, 64) < 0) {
+                int r = -errno;
+
+                close(fd);
+                return r;
+        }
+        return fd;
+}
+
 int healthd_start(const char *address, uint64_t liveness_timeout_usec, healthd **ret) {
         struct sockaddr_in sa;
-        const union MHD_DaemonInfo *info;
+        socklen_t salen = sizeof(sa);
         healthd *h;
-        int r;
+        int r, fd;
 
         if (!address || !ret)
                 return -EINVAL;
         r = parse_address(address, &sa);
         if (r < 0)
                 return r;
-        h = calloc(1, sizeof(*h));
-        if (!h)
-                return -ENOMEM;
-        h->liveness_timeout_usec = liveness_timeout_usec ?: 30 * USEC_PER_SEC;
-        atomic_store(&h->last_beat, now_usec());
-        h->daemon = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, 0, NULL,
-                                     NULL, on_request, h, MHD_OPTION_SOCK_ADDR, &sa,
-                                     MHD_OPTION_CONNECTION_LIMIT, 32U,
-                                     MHD_OPTION_CONNECTION_TIMEOUT, 10U, MHD_OPTION_END);
-        if (!h->daemon) {
-                r = errno > 0 ? -errno : -EADDRINUSE;
-                free(h);
+        fd = listen_on(&sa);
+        if (fd < 0)
+                return fd;
+        if (getsockname(fd, (struct sockaddr *) &sa, &salen) < 0) {
+                r = -errno;
+                close(fd);
                 return r;
         }
-        info = MHD_get_daemon_info(h->daemon, MHD_DAEMON_INFO_BIND_PORT);
-        h->port = info ? info->port : ntohs(sa.sin_port);
+        h = calloc(1, sizeof(*h));
+        if (!h) {
+                close(fd);
+                return -ENOMEM;
+        }
+        h->liveness_timeout_usec = liveness_timeout_usec ?: 30 * USEC_PER_SEC;
+        h->port = ntohs(sa.sin_port);
+        atomic_store(&h->last_beat, now_usec());
+        /* Without MHD_USE_ERROR_LOG: a client that hangs up is not news, and
+         * the library's thread must not write into our log. */
+        h->daemon = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD, 0, NULL, NULL, on_request, h,
+                                     MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_CONNECTION_LIMIT, 32U,
+                                     MHD_OPTION_CONNECTION_TIMEOUT, 10U, MHD_OPTION_END);
+        if (!h->daemon) {
+                close(fd);
+                free(h);
+                return -ENOMEM;
+        }
         *ret = h;
         return 0;
 }

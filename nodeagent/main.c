@@ -17,6 +17,7 @@
 #include <systemd/sd-daemon.h>
 #include <systemd/sd-event.h>
 
+#include "backoff.h"
 #include "cache.h"
 #include "config.h"
 #include "engine.h"
@@ -69,6 +70,9 @@ typedef struct agent {
         report *report;
         healthd *health, *metrics_srv;
         sd_event_source *tick;
+        sd_event_source *listen_retry; /* an address that could not be bound yet */
+        backoff listen_backoff;
+        bool ready;
         metric *m_config_errors, *m_cache_problems;
 } agent;
 
@@ -337,6 +341,80 @@ static int parse_argv(int argc, char *argv[], args *a) {
         return 1;
 }
 
+/* ---- the health and metrics listeners ------------------------------------------------ */
+
+/* Binding can fail for a while on a healthy node: a host service started
+ * early in boot, before the address it is told to use is configured, or a
+ * port still held by the previous instance or by another process. None of
+ * that is a reason to stop applying configuration, so those two errors are
+ * retried with capped, jittered backoff while the agent goes on. Any other
+ * error (a malformed address, a privileged port) is the operator's to fix
+ * and stops the start. */
+static bool listen_error_is_transient(int r) {
+        return r == -EADDRINUSE || r == -EADDRNOTAVAIL;
+}
+
+static int listen_one(agent *ag, const char *addr, healthd **h) {
+        int r;
+
+        if (*h)
+                return 0;
+        r = healthd_start(addr, 30 * USEC_PER_SEC, h);
+        if (r < 0)
+                return r;
+        healthd_set_ready(*h, ag->ready);
+        healthd_heartbeat(*h);
+        log_info("Listening on %s (port %u)", addr, healthd_port(*h));
+        return 0;
+}
+
+static int on_listen_retry(sd_event_source *s, uint64_t usec, void *userdata);
+
+/* Starts whichever listener is configured and not running yet. Returns < 0
+ * only for an error that retrying can't fix. */
+static int start_listeners(agent *ag) {
+        args *a = &ag->a;
+        bool separate = !isempty(a->metrics_addr) &&
+                        (!a->health_addr || !streq(a->metrics_addr, a->health_addr));
+        struct {
+                const char *addr;
+                healthd **h;
+        } l[] = {
+                {a->health_addr, &ag->health},
+                {separate ? a->metrics_addr : NULL, &ag->metrics_srv},
+        };
+        const char *failed = NULL;
+        int r, pending = 0;
+
+        for (size_t i = 0; i < ELEMENTSOF(l); i++) {
+                if (isempty(l[i].addr))
+                        continue;
+                r = listen_one(ag, l[i].addr, l[i].h);
+                if (r < 0 && !listen_error_is_transient(r))
+                        return log_error_errno(r, "Cannot listen on %s: %m", l[i].addr);
+                if (r < 0) {
+                        pending = r;
+                        failed = l[i].addr;
+                }
+        }
+        if (pending < 0) {
+                uint64_t delay = backoff_next(&ag->listen_backoff, loop_now(ag->event));
+
+                log_warning_errno(pending,
+                                  "Cannot listen on %s: %m; going on without it, retrying in "
+                                  "%" PRIu64 " ms",
+                                  failed, delay / USEC_PER_MSEC);
+                (void) loop_timer_arm(ag->event, &ag->listen_retry, delay, on_listen_retry, ag);
+        } else
+                backoff_reset(&ag->listen_backoff);
+        return 0;
+}
+
+static int on_listen_retry(sd_event_source *s, uint64_t usec, void *userdata) {
+        (void) start_listeners(userdata);
+        return 0;
+}
+
 /* ---- the loop's own health -------------------------------------------------------- */
 
 static int on_tick(sd_event_source *s, uint64_t usec, void *userdata) {
@@ -456,18 +534,9 @@ static int run(agent *ag) {
                 ag->config->heartbeat_interval_usec = a->heartbeat_interval;
 
         /* The loop's liveness first: it never depends on anything remote. */
-        if (!isempty(a->health_addr)) {
-                r = healthd_start(a->health_addr, 30 * USEC_PER_SEC, &ag->health);
-                if (r < 0)
-                        return log_error_errno(r, "Cannot listen on %s: %m", a->health_addr);
-                log_info("Health endpoints on port %u", healthd_port(ag->health));
-        }
-        if (!isempty(a->metrics_addr) &&
-            (!a->health_addr || !streq(a->metrics_addr, a->health_addr))) {
-                r = healthd_start(a->metrics_addr, 30 * USEC_PER_SEC, &ag->metrics_srv);
-                if (r < 0)
-                        return log_error_errno(r, "Cannot listen on %s: %m", a->metrics_addr);
-        }
+        r = start_listeners(ag);
+        if (r < 0)
+                return r;
         (void) loop_timer_arm(ag->event, &ag->tick, 0, on_tick, ag);
         healthd_heartbeat(ag->health);
         healthd_heartbeat(ag->metrics_srv);
@@ -576,6 +645,7 @@ static int run(agent *ag) {
                 log_info("Restored %d bundle(s) in %s from the cache", r, ag->config->root_dir);
 
         /* 4. ready: everything from here on is served from the cache too */
+        ag->ready = true;
         healthd_set_ready(ag->health, true);
         healthd_set_ready(ag->metrics_srv, true);
         (void) sd_notify(false, "READY=1\nSTATUS=Serving last-known-good; sources starting");
@@ -595,7 +665,7 @@ static int run(agent *ag) {
 }
 
 int main(int argc, char *argv[]) {
-        agent ag = {};
+        agent ag = {.listen_backoff = BACKOFF_INIT(USEC_PER_SEC, 60 * USEC_PER_SEC, 0)};
         sigset_t mask;
         int r;
 
@@ -642,6 +712,7 @@ out:
         healthd_free(ag.health);
         healthd_free(ag.metrics_srv);
         sd_event_source_disable_unref(ag.tick);
+        sd_event_source_disable_unref(ag.listen_retry);
         sd_event_unref(ag.event);
         config_free(ag.config);
         args_done(&ag.a);

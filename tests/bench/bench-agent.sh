@@ -125,17 +125,10 @@ mkdir -p "$base"
 # ---------------------------------------------------------------- object store
 
 # A versitygw of our own, with an access log: every request with its second.
-free_port() {
-        local p i
-        for ((i = 0; i < 200; i++)); do
-                p=$((20000 + RANDOM % 12000))
-                (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null && continue
-                echo "$p"
-                return 0
-        done
-        die "no free port"
-}
-s3_port=$(free_port)
+# shellcheck source=tests/lib/ports.sh
+source "$top/tests/lib/ports.sh"
+s3_port=0
+free_port s3_port
 s3_key="bench$(openssl rand -hex 6)"
 s3_secret=$(openssl rand -hex 20)
 s3_bucket=bench

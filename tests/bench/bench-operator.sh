@@ -12,6 +12,8 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/../.." && pwd)
 cd "$top"
+# shellcheck source=tests/lib/ports.sh
+source tests/lib/ports.sh
 
 sizes=${BENCH_SIZES:-1000 10000}
 workers=${BENCH_WORKERS:-16}
@@ -52,7 +54,7 @@ writes() {
         echo "$sum"
 }
 
-results=() notes=()
+results=() notes=() port=0
 mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
 for n in $sizes; do
         id="bench$n-$$"
@@ -68,7 +70,7 @@ for n in $sizes; do
         kubectl -n "$ns" create -f "$gen" >/dev/null
         rm -f "$gen"
 
-        port=$((30000 + RANDOM % 20000))
+        free_port port
         log="build/bench-operator-$n.log"
         loc="s3://$BALLAST_S3_BUCKET/$id?endpoint=$BALLAST_S3_ENDPOINT&region=$BALLAST_S3_REGION&path_style=true"
         cmd=(build/ballast-operator "--kubeconfig=$KUBECONFIG" "--namespace=$opns" "--watch-namespace=$ns"

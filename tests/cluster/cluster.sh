@@ -199,24 +199,8 @@ wait_ready() {
 
 # ---------------------------------------------------------------- setup
 
-# free_port VAR: a port on 127.0.0.1 that nobody listens on and we have not
-# taken yet, below the kernel's ephemeral range (so that no outgoing
-# connection grabs it while a component is stopped).
-free_port() {
-  local p i lo=10000 hi=32768 eph
-  read -r eph _ </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || eph=32768
-  ((eph > lo + 1000)) && hi=$eph
-  for ((i = 0; i < 500; i++)); do
-    p=$((lo + (RANDOM * 32768 + RANDOM) % (hi - lo)))
-    [[ " ${taken_ports:-} " == *" $p "* ]] && continue
-    (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null && continue
-    [[ -z $(ss -Htan "( sport = :$p )" 2>/dev/null) ]] || continue
-    taken_ports="${taken_ports:-} $p"
-    printf -v "$1" '%s' "$p"
-    return 0
-  done
-  die "could not find a free port"
-}
+# shellcheck source=tests/lib/ports.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/ports.sh"
 
 find_bindir() {
   local b

@@ -81,13 +81,14 @@ current-context: e2e
 KC
 }
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# shellcheck source=tests/lib/ports.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/ports.sh"
 
 # The rendered arguments are read once, at set-up: restarts happen while the
 # API server is down.
 start_operator() { # NAME
         local name=$1 port
-        port=$(free_port)
+        free_port port
         [ -s "$dir/$name.args" ] || chart_args deploy operator "$name" "" >"$dir/$name.args"
         mapfile -t args <"$dir/$name.args"
         setsid "$BUILD/ballast-operator" "${args[@]}" "--kubeconfig=$dir/operator.kubeconfig" \
@@ -202,8 +203,8 @@ token_kubeconfig "$(chart_sa deploy operator)" "$BALLAST_APISERVER_URL" "$dir/op
 api_hostport=${BALLAST_APISERVER_URL#https://}
 for n in "${nodes[@]}"; do
         mkdir -p "$dir/$n/root" "$dir/$n/cache"
-        proxy_port[$n]=$(free_port)
-        agent_port[$n]=$(free_port)
+        free_port "proxy_port[$n]"
+        free_port "agent_port[$n]"
         setsid socat "TCP-LISTEN:${proxy_port[$n]},bind=127.0.0.1,fork,reuseaddr" "TCP:$api_hostport" \
                 </dev/null >>"$dir/proxy-$n.log" 2>&1 &
         proxy_pid[$n]=$!

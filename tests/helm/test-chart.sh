@@ -230,10 +230,11 @@ users: [{name: u, user: {token: t}}]
 contexts: [{name: dead, context: {cluster: dead, user: u}}]
 current-context: dead
 EOF
-free_port() { "$python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+# shellcheck source=tests/lib/ports.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/ports.sh"
 starts_with_chart_args() { # binary rendered kind
         local bin=$1 rendered=$2 kind=$3 port log pid args=() a rc=0 i
-        port=$(free_port)
+        free_port port
         mapfile -t args < <("$python" tests/helm/check-chart.py --print-args "$rendered" "$kind" \
                 POD_NAMESPACE=$ns POD_NAME=chart-test-0 NODE_NAME=chart-test-node BALLAST_NAMESPACE=$ns)
         for i in "${!args[@]}"; do

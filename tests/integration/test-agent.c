@@ -30,7 +30,9 @@
 #include <inttypes.h>
 #include <libgen.h>
 #include <limits.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 
 #include "apply.h"
@@ -53,6 +55,7 @@ static sd_event *event;
 static objstore *store;
 static pid_t op_pid;
 static bool api_paused, s3_stopped;
+static unsigned ports; /* the first of N_AGENTS + 1 free ports: the agents', then the operator's */
 
 typedef struct agent {
         char name[64]; /* node name */
@@ -149,8 +152,7 @@ static void start_operator(void) {
         snprintf(loc_arg, sizeof(loc_arg), "--object-store=%s", location);
         snprintf(kc_arg, sizeof(kc_arg), "--kubeconfig=%s", support_env("KUBECONFIG"));
         snprintf(id_arg, sizeof(id_arg), "--identity=op-%s", support_run_id());
-        snprintf(port_arg, sizeof(port_arg), "--health-addr=127.0.0.1:%u",
-                 30000 + (unsigned) (getpid() % 5000) * 6 + 5);
+        snprintf(port_arg, sizeof(port_arg), "--health-addr=127.0.0.1:%u", ports + N_AGENTS);
         char *argv[] = {operator_bin,
                         kc_arg,
                         ns_arg,
@@ -314,7 +316,6 @@ static void cluster(const char *verb, const char *what) {
 
 static int setup(void **state) {
         char self[PATH_MAX], tmp[PATH_MAX], script[800], text[8192];
-        unsigned base = 30000 + (unsigned) (getpid() % 5000) * 6;
         ssize_t n;
         err_info e;
 
@@ -354,6 +355,7 @@ static int setup(void **state) {
                                     kubectl, opns, kubectl, ns),
                          0);
         assert_int_equal(sd_event_new(&event), 0);
+        ports = support_free_ports(N_AGENTS + 1);
         err_info_clear(&e);
         if (objstore_open(event, location, NULL, &store, &e) < 0)
                 fail_msg("object store %s: %s", location, e.message);
@@ -372,7 +374,7 @@ static int setup(void **state) {
                 snprintf(a->config, sizeof(a->config), "%s/config.yaml", d);
                 snprintf(a->log, sizeof(a->log), "%s/agent.log", d);
                 snprintf(a->flag, sizeof(a->flag), "%s/fail", d);
-                a->port = base + (unsigned) i;
+                a->port = ports + (unsigned) i;
                 assert_int_equal(mkdir(a->dir, 0755), 0);
                 /* The reload records what it saw; "flaky" fails while the flag exists. */
                 snprintf(script, sizeof(script), "%s/reload.sh", a->dir);
@@ -451,7 +453,10 @@ static void test_applied_on_matching_nodes_only(void **state) {
         /* The db node never gets it. */
         sleep(2);
         wait_live(&agents[2], "web", NULL, 1);
-        assert_true(http_ok(agents[2].port, "/readyz"));
+        if (!http_ok(agents[2].port, "/readyz")) {
+                dump_agents();
+                fail_msg("%s is not ready", agents[2].name);
+        }
 
         /* Labels change on the Node: the bundle leaves node b, then comes back. */
         assert_int_equal(
@@ -543,10 +548,11 @@ static void test_api_server_paused_store_update_arrives(void **state) {
         wait_live(&agents[0], "web", "port=9999\n", 15000);
         wait_live(&agents[1], "web", "port=9999\n", 15000);
         wait_live(&agents[2], "web", NULL, 1);
-        for (int i = 0; i < N_AGENTS; i++) {
-                assert_true(support_alive(agents[i].pid));
-                assert_true(http_ok(agents[i].port, "/healthz"));
-        }
+        for (int i = 0; i < N_AGENTS; i++)
+                if (!support_alive(agents[i].pid) || !http_ok(agents[i].port, "/healthz")) {
+                        dump_agents();
+                        fail_msg("%s is not alive and live", agents[i].name);
+                }
         cluster("resume", "apiserver");
 
         /* The API server is back: the operator catches up (it continues above
@@ -723,18 +729,25 @@ static void kill_publish(objstore *fs, int64_t rev) {
         assert_int_equal(objstore_put_sync(fs, "index.json", text, len, NULL, NULL, &err), 0);
 }
 
-static pid_t kill_start(const char *dir, const char *storedir) {
-        char loc[PATH_MAX + 16], cache_arg[PATH_MAX + 32], root[PATH_MAX + 32], log[PATH_MAX + 32];
+static pid_t kill_start(const char *dir, const char *storedir, const char *health_addr) {
+        char loc[PATH_MAX + 16], cache_arg[PATH_MAX + 32], root[PATH_MAX + 32], log[PATH_MAX + 32],
+                health[128];
 
         snprintf(loc, sizeof(loc), "--object-store=file://%s", storedir);
         snprintf(cache_arg, sizeof(cache_arg), "--cache-dir=%s/cache", dir);
         snprintf(root, sizeof(root), "--root-dir=%s/root", dir);
         snprintf(log, sizeof(log), "%s/agent.log", dir);
-        char *argv[] = {agent_bin,          loc,
-                        cache_arg,          root,
-                        "--node-name=k1",   "--poll-interval=100ms",
-                        "--health-addr=",   "--heartbeat-interval=1h",
-                        "--log-level=info", NULL};
+        snprintf(health, sizeof(health), "--health-addr=%s", strempty(health_addr));
+        char *argv[] = {agent_bin,
+                        loc,
+                        cache_arg,
+                        root,
+                        "--node-name=k1",
+                        "--poll-interval=100ms",
+                        health,
+                        "--heartbeat-interval=1h",
+                        "--log-level=info",
+                        NULL};
         return support_spawn(argv, log);
 }
 
@@ -789,25 +802,35 @@ static int64_t kill_check(const char *dir) {
         return live.revision;
 }
 
-static void test_kill9_during_200_updates(void **state) {
-        _cleanup_(objstore_freep) objstore *fs = NULL;
-        char dir[PATH_MAX + 16], storedir[PATH_MAX + 32], loc[PATH_MAX + 48];
-        unsigned kills = 0, next_kill;
-        int64_t last = 0, seen;
-        pid_t pid;
+/* A file:// object store in LOGDIR/@name/store for agents run in
+ * LOGDIR/@name; fills @dir and @storedir (PATH_MAX + 32 bytes each). */
+static objstore *file_store(const char *name, char *dir, char *storedir) {
+        char loc[PATH_MAX + 48];
+        objstore *fs = NULL;
         err_info e;
 
-        snprintf(dir, sizeof(dir), "%s/kill", logdir);
-        snprintf(storedir, sizeof(storedir), "%s/store", dir);
+        snprintf(dir, PATH_MAX + 32, "%s/%s", logdir, name);
+        snprintf(storedir, PATH_MAX + 32, "%s/store", dir);
         assert_int_equal(support_sh(true, "mkdir -p %s", storedir), 0);
         snprintf(loc, sizeof(loc), "file://%s", storedir);
         err_info_clear(&e);
-        assert_int_equal(objstore_open(event, loc, NULL, &fs, &e), 0);
+        if (objstore_open(event, loc, NULL, &fs, &e) < 0)
+                fail_msg("%s: %s", loc, e.message);
+        return fs;
+}
+
+static void test_kill9_during_200_updates(void **state) {
+        char dir[PATH_MAX + 32], storedir[PATH_MAX + 32];
+        _cleanup_(objstore_freep) objstore *fs = file_store("kill", dir, storedir);
+        unsigned kills = 0, next_kill;
+        int64_t last = 0, seen;
+        pid_t pid;
+
         for (int64_t r = 1; r <= KILL_UPDATES; r++)
                 kill_revs[r] = render_kill(r);
 
         kill_publish(fs, 1);
-        pid = kill_start(dir, storedir);
+        pid = kill_start(dir, storedir, NULL);
         next_kill = 5 + (unsigned) random_u64_below(15);
         for (int64_t r = 2; r <= KILL_UPDATES; r++) {
                 kill_publish(fs, r);
@@ -821,7 +844,7 @@ static void test_kill9_during_200_updates(void **state) {
                         /* Never backwards across restarts. */
                         assert_true(seen >= last);
                         last = seen;
-                        pid = kill_start(dir, storedir);
+                        pid = kill_start(dir, storedir, NULL);
                         next_kill = (unsigned) r + 5 + (unsigned) random_u64_below(25);
                 }
         }
@@ -841,7 +864,7 @@ static void test_kill9_during_200_updates(void **state) {
                             streq(have, want))
                                 break;
                         if (support_now_ms() - t0 > 20000) {
-                                char lp[PATH_MAX + 32];
+                                char lp[PATH_MAX + 48];
                                 snprintf(lp, sizeof(lp), "%s/agent.log", dir);
                                 support_dump_log(lp, 30);
                                 fail_msg("did not converge on revision %d", KILL_UPDATES);
@@ -858,6 +881,68 @@ static void test_kill9_during_200_updates(void **state) {
                 kill_revs[r] = render_result_free(kill_revs[r]);
 }
 
+/* ---- a health port that is taken ---------------------------------------------------- */
+
+static bool file_has(void *userdata) {
+        const char *const *x = userdata; /* path, wanted substring */
+        _cleanup_free_ char *have = NULL;
+
+        return fsx_read_file(AT_FDCWD, x[0], 1 << 20, &have, NULL) >= 0 && strstr(have, x[1]);
+}
+
+static bool health_ready(void *userdata) {
+        return http_ok(*(unsigned *) userdata, "/readyz");
+}
+
+/* The port is held by someone else when the agent starts: it applies what
+ * the object store publishes anyway, and serves its endpoints once the port
+ * is free, without a restart. */
+static void test_health_port_taken(void **state) {
+        char dir[PATH_MAX + 32], storedir[PATH_MAX + 32], conf[PATH_MAX + 64], log[PATH_MAX + 48],
+                addr[64];
+        _cleanup_(objstore_freep) objstore *fs = file_store("porttaken", dir, storedir);
+        struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+        unsigned port = support_free_ports(1);
+        const char *applied[2], *warned[2];
+        pid_t pid;
+        int fd;
+
+        kill_revs[1] = render_kill(1);
+        kill_publish(fs, 1);
+
+        fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        assert_true(fd >= 0);
+        sa.sin_port = htons((uint16_t) port);
+        assert_int_equal(bind(fd, (struct sockaddr *) &sa, sizeof(sa)), 0);
+        assert_int_equal(listen(fd, 1), 0);
+
+        snprintf(addr, sizeof(addr), "127.0.0.1:%u", port);
+        pid = kill_start(dir, storedir, addr);
+        snprintf(conf, sizeof(conf), "%s/root/kill/loop/a.conf", dir);
+        applied[0] = conf;
+        applied[1] = "a.conf revision 1 ";
+        snprintf(log, sizeof(log), "%s/agent.log", dir);
+        warned[0] = log;
+        warned[1] = "going on without it";
+        if (!support_wait_for(file_has, applied, 20000) ||
+            !support_wait_for(file_has, warned, 5000)) {
+                support_dump_log(log, 30);
+                fail_msg("not applied, or no warning, while the health port was taken");
+        }
+        assert_true(support_alive(pid));
+        assert_false(http_ok(port, "/readyz"));
+
+        close(fd);
+        if (!support_wait_for(health_ready, &port, 20000)) {
+                support_dump_log(log, 30);
+                fail_msg("the agent did not listen once port %u was free", port);
+        }
+        assert_true(http_ok(port, "/healthz"));
+        assert_true(support_alive(pid));
+        assert_int_equal(support_stop(pid, SIGTERM), 0);
+        kill_revs[1] = render_result_free(kill_revs[1]);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_teardown(test_applied_on_matching_nodes_only, restore_cluster),
@@ -867,6 +952,7 @@ int main(void) {
                 cmocka_unit_test_teardown(test_both_down_restart_serves_cache, restore_cluster),
                 cmocka_unit_test_teardown(test_failing_reload_rolls_back, restore_cluster),
                 cmocka_unit_test_teardown(test_kill9_during_200_updates, restore_cluster),
+                cmocka_unit_test_teardown(test_health_port_taken, restore_cluster),
         };
         return cmocka_run_group_tests(tests, setup, teardown);
 }

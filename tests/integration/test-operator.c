@@ -66,7 +66,7 @@ static void start_operator(op_proc *p, const char *name) {
 
         snprintf(p->identity, sizeof(p->identity), "%s-%s", name, support_run_id());
         snprintf(p->log, sizeof(p->log), "%s/%s.log", logdir, name);
-        p->port = 20000 + (unsigned) (getpid() % 20000) + (name[2] - '0');
+        p->port = support_free_ports(1);
         snprintf(port_arg, sizeof(port_arg), "--health-addr=127.0.0.1:%u", p->port);
         snprintf(identity_arg, sizeof(identity_arg), "--identity=%s", p->identity);
         snprintf(ns_arg, sizeof(ns_arg), "--namespace=%s", opns);

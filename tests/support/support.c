@@ -1,12 +1,14 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
 
@@ -142,4 +144,52 @@ void support_dump_log(const char *path, unsigned lines) {
         fprintf(stderr, "---- last %u lines of %s ----\n", lines, path);
         support_sh(false, "tail -n %u '%s'", lines, path);
         fprintf(stderr, "----\n");
+}
+
+static bool port_free(unsigned port) {
+        struct sockaddr_in sa = {
+                .sin_family = AF_INET,
+                .sin_port = htons((uint16_t) port),
+                .sin_addr.s_addr = htonl(INADDR_LOOPBACK),
+        };
+        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        bool ok;
+
+        if (fd < 0)
+                return false;
+        /* As the daemons bind (libmicrohttpd sets SO_REUSEADDR), so a port
+         * whose last connection is in TIME_WAIT counts as free. */
+        (void) setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &(int){1}, sizeof(int));
+        ok = bind(fd, (struct sockaddr *) &sa, sizeof(sa)) == 0;
+        close(fd);
+        return ok;
+}
+
+unsigned support_free_ports(unsigned n) {
+        static unsigned handed_out; /* ports already given to this program */
+        unsigned lo = 10000, hi = 32768, span, start;
+        FILE *f = fopen("/proc/sys/net/ipv4/ip_local_port_range", "re");
+
+        if (f) {
+                unsigned a, b;
+
+                if (fscanf(f, "%u %u", &a, &b) == 2 && a > lo + 1000)
+                        hi = a;
+                fclose(f);
+        }
+        assert_true(n > 0 && hi > lo + n);
+        span = hi - lo - n;
+        start = ((unsigned) getpid() * 7919u + handed_out) % span;
+        for (unsigned i = 0; i < span; i++) {
+                unsigned base = lo + (start + i) % span, k;
+
+                for (k = 0; k < n && port_free(base + k); k++)
+                        ;
+                if (k == n) {
+                        handed_out += n;
+                        return base;
+                }
+        }
+        fail_msg("no %u free consecutive ports in %u..%u", n, lo, hi - 1);
+        return 0;
 }

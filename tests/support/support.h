@@ -44,5 +44,13 @@ bool support_wait_for(bool (*cond)(void *userdata), void *userdata, unsigned tim
 /* Prints the last @lines lines of @path to stderr (for failure dumps). */
 void support_dump_log(const char *path, unsigned lines);
 
+/* The first of @n consecutive TCP ports on 127.0.0.1 that are free now, for
+ * the daemons a test starts. They lie below the kernel's ephemeral range
+ * (net.ipv4.ip_local_port_range), so no outgoing connection of this or any
+ * other process can take one between this check and the daemon's bind; the
+ * search starts at a point drawn from the pid, so concurrent test programs
+ * rarely probe the same ports. Fails the test if none are free. */
+unsigned support_free_ports(unsigned n);
+
 /* Milliseconds of CLOCK_MONOTONIC. */
 uint64_t support_now_ms(void);

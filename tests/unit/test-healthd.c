@@ -2,6 +2,7 @@
 /* The health endpoint and the metrics registry. */
 
 #include <curl/curl.h>
+#include <dirent.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -71,6 +72,37 @@ static void test_bad_addresses_are_rejected(void **state) {
         assert_null(h);
 }
 
+static unsigned count_fds(void) {
+        DIR *d = opendir("/proc/self/fd");
+        unsigned n = 0;
+
+        assert_non_null(d);
+        while (readdir(d))
+                n++;
+        closedir(d);
+        return n;
+}
+
+/* A port in use is -EADDRINUSE, exactly (callers retry on it), and a freed
+ * server gives its port and its socket back. */
+static void test_port_in_use(void **state) {
+        healthd *a = NULL, *b = NULL;
+        _cleanup_free_ char *body = NULL;
+        unsigned fds = count_fds();
+        char addr[32];
+
+        assert_int_equal(healthd_start("127.0.0.1:0", 0, &a), 0);
+        snprintf(addr, sizeof(addr), "127.0.0.1:%u", healthd_port(a));
+        assert_int_equal(healthd_start(addr, 0, &b), -EADDRINUSE);
+        assert_null(b);
+        a = healthd_free(a);
+        assert_int_equal(count_fds(), fds);
+        assert_int_equal(healthd_start(addr, 0, &b), 0);
+        assert_int_equal(get(healthd_port(b), "/healthz", &body), 200);
+        b = healthd_free(b);
+        assert_int_equal(count_fds(), fds);
+}
+
 static void test_metrics_render_prometheus_text(void **state) {
         _cleanup_(healthd_freep) healthd *h = NULL;
         _cleanup_free_ char *body = NULL, *own = NULL;
@@ -109,6 +141,7 @@ int main(void) {
                 cmocka_unit_test(test_liveness_follows_the_heartbeat),
                 cmocka_unit_test(test_readiness_is_explicit),
                 cmocka_unit_test(test_bad_addresses_are_rejected),
+                cmocka_unit_test(test_port_in_use),
                 cmocka_unit_test(test_metrics_render_prometheus_text),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
