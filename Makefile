@@ -25,7 +25,7 @@ SAN_LDFLAGS := -fsanitize=$(SANITIZER)
 endif
 
 CC ?= cc
-PKGS := libcurl json-c yaml-0.1 libsystemd libxml-2.0 libcrypto libmicrohttpd zlib
+PKGS := libcurl json-c yaml-0.1 libsystemd expat libcrypto libmicrohttpd zlib
 
 # pkg-config output is cached in $(BUILD)/config.mk, which depends on the
 # dependency installer: GNU make remakes it (installing what is missing) and

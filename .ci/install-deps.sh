@@ -7,7 +7,7 @@ set -euo pipefail
 pkgs=(
         build-essential pkg-config
         libcurl4-openssl-dev libjson-c-dev libyaml-dev libsystemd-dev
-        libxml2-dev libssl-dev libmicrohttpd-dev zlib1g-dev libcmocka-dev
+        libexpat1-dev libssl-dev libmicrohttpd-dev zlib1g-dev libcmocka-dev
         clang-format shellcheck openssl curl ca-certificates dbus-daemon jq socat
         python3 python3-yaml
 )

@@ -13,7 +13,7 @@
  * query as given, and escapes each key segment per AWS rules ("/" kept).
  *
  * Errors (see docs/object-store.md for the whole table): the S3 XML error
- * document is parsed (libxml2, no network, no DTD/entities) and its Code goes
+ * document is parsed (expat, no DTD/entities) and its Code goes
  * to err_info.reason, "Code: Message (request id ...)" to err_info.message.
  *   NoSuchKey, NoSuchBucket, HEAD 404                -ENOENT
  *   AccessDenied, SignatureDoesNotMatch,

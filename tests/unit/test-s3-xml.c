@@ -259,6 +259,44 @@ static void test_list_malformed(void **state) {
         }
 }
 
+/* Only an element's own text at its depth counts; names match without their
+ * namespace prefix; CDATA is text; a repeated element keeps the last; a
+ * Key outside <Contents> is not an entry. */
+static void test_structure(void **state) {
+        s3_xml_error e = {};
+        s3_list_page p = {};
+
+        assert_int_equal(
+                parse_error_str("<e:Error xmlns:e=\"urn:x\"><e:Code>A<b>nested</b>B</e:Code>"
+                                "<Message><![CDATA[<raw> & text]]></Message>"
+                                "<Message>second</Message><x><Code>deep</Code></x>"
+                                "</e:Error>",
+                                &e),
+                0);
+        assert_string_equal(e.code, "AB");
+        assert_string_equal(e.message, "second");
+        assert_null(e.request_id);
+        s3_xml_error_done(&e);
+        assert_int_equal(parse_error_str("<Error><Message><![CDATA[x]]></Message></Error>", &e),
+                         -EBADMSG);
+        assert_null(e.code);
+
+        assert_int_equal(parse_list_str("<ListBucketResult><Key>stray</Key>"
+                                        "<Contents><Key>a</Key><Key>b</Key>"
+                                        "<Owner><ID>o</ID><Key>not-this</Key></Owner>"
+                                        "<Size>0</Size></Contents>"
+                                        "<Contents><Key>c&#x2F;d</Key></Contents>"
+                                        "</ListBucketResult>",
+                                        &p),
+                         0);
+        assert_int_equal(p.n_entries, 2);
+        assert_string_equal(p.entries[0].key, "b");
+        assert_int_equal(p.entries[0].size, 0);
+        assert_string_equal(p.entries[1].key, "c/d");
+        assert_false(p.is_truncated);
+        s3_list_page_done(&p);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_error_complete),
@@ -271,6 +309,7 @@ int main(void) {
                 cmocka_unit_test(test_list_last_and_empty),
                 cmocka_unit_test(test_list_many),
                 cmocka_unit_test(test_list_malformed),
+                cmocka_unit_test(test_structure),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);
