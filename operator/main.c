@@ -82,6 +82,7 @@ static struct {
         metric *queue_depth, *queue_adds, *queue_retries, *queue_inflight, *queue_parked;
         metric *cr_reconciles, *cr_errors, *reconcile_time, *publishes, *codes, *store_codes;
         metric *cache_bytes;
+        metric *heap_bytes;
 } m;
 
 static void register_metrics(void) {
@@ -140,6 +141,10 @@ static void register_metrics(void) {
         m.cache_bytes = metric_register("ballast_operator_cache_bytes", METRIC_GAUGE,
                                         "Bytes the caches hold: ConfigBundles and ConfigMaps as "
                                         "stored (deflated), the index as its document.");
+        m.heap_bytes = metric_register("ballast_operator_heap_bytes", METRIC_GAUGE,
+                                       "The malloc heap (mallinfo2): in_use by allocations, free "
+                                       "held by malloc but not in use, mapped in large blocks of "
+                                       "their own (counted in in_use).");
 }
 
 /* One series per status seen; code 0 is client-go's "<error>". */
@@ -209,6 +214,13 @@ static void update_metrics(manager *op) {
         metric_set(m.cache_bytes, "cache=\"configbundles\"", (double) cs.cr_cache_bytes);
         metric_set(m.cache_bytes, "cache=\"configmaps\"", (double) cs.cm_cache_bytes);
         metric_set(m.cache_bytes, "cache=\"index\"", (double) cs.index_bytes);
+        {
+                struct mallinfo2 mi = mallinfo2();
+
+                metric_set(m.heap_bytes, "state=\"in_use\"", (double) (mi.uordblks + mi.hblkhd));
+                metric_set(m.heap_bytes, "state=\"free\"", (double) mi.fordblks);
+                metric_set(m.heap_bytes, "state=\"mapped\"", (double) mi.hblkhd);
+        }
         set_codes(m.codes, &ks.codes);
         if (objstore_get_http_codes(op->store, &store_codes))
                 set_codes(m.store_codes, &store_codes);
