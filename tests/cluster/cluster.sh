@@ -21,6 +21,8 @@
 # honours BALLAST_ASSETS and BALLAST_CACHE).
 # BALLAST_CLUSTER_TIMEOUT (seconds, default 120) bounds each readiness wait;
 # BALLAST_STOP_GRACE (seconds, default 5) is the SIGTERM-to-SIGKILL delay.
+# BALLAST_APISERVER_PROFILING=1 serves kube-apiserver's /debug/pprof (to see
+# where its CPU goes in a benchmark: go tool pprof with the admin client cert).
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -28,6 +30,8 @@ repo=$(cd "$here/../.." && pwd)
 dir="${BALLAST_CLUSTER_DIR:-$repo/build/cluster}"
 timeout="${BALLAST_CLUSTER_TIMEOUT:-120}"
 grace="${BALLAST_STOP_GRACE:-5}"
+apiserver_profiling=false
+[[ ${BALLAST_APISERVER_PROFILING:-} == 1 ]] && apiserver_profiling=true
 components=(etcd apiserver controller-manager scheduler s3)
 bucket=ballast
 region=us-east-1
@@ -356,7 +360,7 @@ create_cluster() {
     --service-cluster-ip-range=10.0.0.0/24 \
     --allow-privileged=true --watch-cache=true \
     --endpoint-reconciler-type=none \
-    --profiling=false --v=1
+    --profiling="$apiserver_profiling" --v=1
   wait_ready apiserver
 
   record_and_spawn controller-manager "$bindir/kube-controller-manager" \
