@@ -528,3 +528,46 @@ int jsonx_deep_copy(json_object *o, json_object **ret) {
                 json_object_put(c);
         return 0;
 }
+
+int jsonx_merge_diff(json_object *from, json_object *to, json_object **ret) {
+        _cleanup_json_ json_object *patch = NULL;
+
+        if (!json_object_is_type(to, json_type_object) ||
+            (from && !json_object_is_type(from, json_type_object)) || !ret)
+                return -EINVAL;
+        patch = json_object_new_object();
+        if (!patch)
+                return -ENOMEM;
+        json_object_object_foreach(to, key, v) {
+                json_object *old = from ? json_object_object_get(from, key) : NULL;
+                json_object *value;
+                int r;
+
+                if (!v)
+                        return -EINVAL;
+                if (old && json_object_equal(old, v))
+                        continue;
+                if (old && json_object_is_type(old, json_type_object) &&
+                    json_object_is_type(v, json_type_object)) {
+                        r = jsonx_merge_diff(old, v, &value);
+                        if (r < 0)
+                                return r;
+                } else
+                        value = json_object_get(v);
+                if (json_object_object_add(patch, key, value) < 0) {
+                        json_object_put(value);
+                        return -ENOMEM;
+                }
+        }
+        if (from) {
+                json_object_object_foreach(from, gone, unused) {
+                        if (json_object_object_get_ex(to, gone, NULL))
+                                continue;
+                        /* json-c's null is a NULL value. */
+                        if (json_object_object_add(patch, gone, NULL) < 0)
+                                return -ENOMEM;
+                }
+        }
+        *ret = TAKE_PTR(patch);
+        return 0;
+}
