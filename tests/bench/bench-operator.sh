@@ -41,13 +41,17 @@ start_operator() {
 # Waits until metric $1 reaches $2 (the operator must stay alive), keeping
 # the largest anonymous RSS seen (KiB) in anon_max: the part of the RSS that is
 # the operator's own memory rather than pages of the libraries it maps.
-anon_max=0
+anon_max=0 heap_at_max=
 wait_metric() {
         local a
         until [ "$(metric "$1" || echo 0)" -ge "$2" ] 2>/dev/null; do
                 kill -0 "$pid" 2>/dev/null || { tail "$log"; echo "operator died" >&2; exit 1; }
                 a=$(awk '/^RssAnon:/ {print $2}' "/proc/$pid/status" 2>/dev/null || echo 0)
-                ((a > anon_max)) && anon_max=$a
+                if ((a > anon_max)); then
+                        anon_max=$a
+                        # What malloc says about its heap at that moment.
+                        heap_at_max="$(metric 'ballast_operator_heap_bytes{state="in_use"}') in use, $(metric 'ballast_operator_heap_bytes{state="free"}') free"
+                fi
                 sleep 0.2
         done
 }
@@ -95,6 +99,7 @@ for n in $sizes; do
         wait_metric 'ballast_operator_writes_total{target="status"}' "$n"
         secs=$(elapsed "$start")
         anon=$anon_max
+        heap=$heap_at_max
         op_cpu=$(cpu_of "$pid")
         srv_cpu=$(awk -v a="$s0" -v b="$(servers_cpu)" 'BEGIN {printf "%.1f", b - a}')
         s3cpu=$(awk -v a="$x0" -v b="$(s3_cpu)" 'BEGIN {printf "%.1f", b - a}')
@@ -131,7 +136,7 @@ for n in $sizes; do
         wait "$pid" || true
 
         results+=("| $n | $pub_secs s | $secs s | $ready / $n | ${verbs%, } | $(mib "$hwm") MiB ($(mib "$anon") anon) | $op_cpu s / $srv_cpu s / $s3cpu s | $((r1 - r0)) reconciles, $((w1 - w0)) writes | $rsecs s, $(mib "$rhwm") MiB ($(mib "$ranon") anon), $rw writes |")
-        notes+=("N=$n: load average $load when the operator started.")
+        notes+=("N=$n: load average $load when the operator started; at the peak anonymous RSS the malloc heap had ${heap:-?} bytes.")
         echo "bench-operator: N=$n: published ${pub_secs}s, statuses ${secs}s, ready $ready, peak RSS $(mib "$hwm") MiB (anon $(mib "$anon")), CPU operator ${op_cpu}s / API server + etcd ${srv_cpu}s / S3 server ${s3cpu}s, idle resync: $((r1 - r0)) reconciles, $((w1 - w0)) writes; restart: ${rsecs}s, $(mib "$rhwm") MiB, $rw writes" >&2
 
         # Clean up without an operator: drop finalizers, then the namespaces.
