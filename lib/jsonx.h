@@ -57,14 +57,6 @@ int jsonx_to_canonical(json_object *o, char **ret, size_t *ret_len);
 json_object *jsonx_new_raw(const char *text, size_t len);
 const char *jsonx_raw_text(json_object *o);
 
-/* The JSON merge patch (RFC 7386) that turns @from into @to: members of
- * @to that differ (objects compared member by member, anything else
- * replaced whole), and null for members of @from that @to lacks. *@ret is a
- * new object, empty when nothing differs; it shares values with @to. Both
- * must be objects; @from NULL is an empty one. @to must hold no null values
- * (a merge patch can't set one). Returns 0, -EINVAL or -ENOMEM. */
-int jsonx_merge_diff(json_object *from, json_object *to, json_object **ret);
-
 /* Deep copy of @o into *@ret (a new reference; NULL for a NULL @o). Unlike
  * json_object_deep_copy(), it also copies trees made by yamlx_parse() (whose
  * nodes carry source positions as userdata); the copy has no positions.

@@ -454,11 +454,9 @@ static void count_publish(target_state state, bool written, uint64_t *ok, uint64
 
 static void job_status(job *j) {
         controller *c = j->ctl;
-        _cleanup_json_ json_object *status = NULL, *body = NULL, *diff = NULL;
-        _cleanup_free_ char *patch = NULL;
-        json_object *old = jsonx_get(j->cr, "status");
+        _cleanup_json_ json_object *status = NULL, *body = NULL;
+        json_object *old = jsonx_get(j->cr, "status"), *meta;
         char now[32];
-        size_t len;
         int r;
 
         count_publish(j->out.store, j->store_written, &c->stats.store_publishes,
@@ -514,25 +512,22 @@ static void job_status(job *j) {
                 job_finish(j);
                 return;
         }
-        /* A JSON merge patch of what changed, not server-side apply: the
-         * same result for the one writer of this status, at about half the
-         * API server's CPU (no YAML decoding of the body, no apply merge;
-         * profiled in docs/benchmarks.md). The finalizer patch is one too. */
-        r = jsonx_merge_diff(old, status, &diff);
-        if (r >= 0) {
-                body = json_object_new_object();
-                if (!body || json_object_object_add(body, "status", TAKE_PTR(diff)) < 0)
-                        r = -ENOMEM;
+        body = json_object_new_object();
+        meta = json_object_new_object();
+        if (!body || !meta) {
+                json_object_put(meta);
+                job_fail(j, -ENOMEM);
+                job_finish(j);
+                return;
         }
-        if (r >= 0)
-                r = jsonx_to_canonical(body, &patch, &len);
-        if (r >= 0) {
-                kube_patch_opts po = {.field_manager = PUBLISH_FIELD_MANAGER};
-
-                r = kube_patch_object(c->kube, &RESOURCE_CONFIGBUNDLES, j->ns, j->name, "status",
-                                      KUBE_PATCH_MERGE, patch, len, &po, on_status_applied, j,
-                                      &j->cr_req);
-        }
+        json_object_object_add(body, "apiVersion", json_object_new_string("ballast.dev/v1alpha1"));
+        json_object_object_add(body, "kind", json_object_new_string("ConfigBundle"));
+        json_object_object_add(meta, "name", json_object_new_string(j->name));
+        json_object_object_add(meta, "namespace", json_object_new_string(j->ns));
+        json_object_object_add(body, "metadata", meta);
+        json_object_object_add(body, "status", TAKE_PTR(status));
+        r = kube_apply_object(c->kube, &RESOURCE_CONFIGBUNDLES, j->ns, body, "status",
+                              PUBLISH_FIELD_MANAGER, true, on_status_applied, j, &j->cr_req);
         if (r < 0) {
                 c->stats.status_write_errors++;
                 job_fail(j, r);

@@ -286,76 +286,6 @@ static void test_object_members(void **state) {
         }
 }
 
-/* RFC 7386 section 2, for checking diffs: applies @patch to @target. */
-static json_object *merge_apply(json_object *target, json_object *patch) {
-        json_object *result;
-
-        if (!json_object_is_type(patch, json_type_object))
-                return json_object_get(patch);
-        if (!json_object_is_type(target, json_type_object))
-                result = json_object_new_object();
-        else
-                assert_int_equal(jsonx_deep_copy(target, &result), 0);
-        json_object_object_foreach(patch, key, v) {
-                if (!v)
-                        json_object_object_del(result, key);
-                else
-                        json_object_object_add(result, key,
-                                               merge_apply(json_object_object_get(result, key), v));
-        }
-        return result;
-}
-
-static json_object *parse(const char *text) {
-        json_object *o = NULL;
-
-        assert_int_equal(jsonx_parse(text, strlen(text), &o, NULL), 0);
-        return o;
-}
-
-static void test_merge_diff(void **state) {
-        static const struct {
-                const char *from, *to, *patch;
-        } cases[] = {
-                {NULL, "{\"a\":1}", "{\"a\":1}"},
-                {"{\"a\":1,\"b\":{\"c\":[1,2]}}", "{\"a\":1,\"b\":{\"c\":[1,2]}}", "{}"},
-                {"{\"a\":1,\"b\":2}", "{\"a\":2,\"c\":3}", "{\"a\":2,\"b\":null,\"c\":3}"},
-                {"{\"s\":{\"x\":1,\"y\":2,\"n\":{\"k\":true}},\"arr\":[1,2]}",
-                 "{\"s\":{\"x\":1,\"z\":3,\"n\":{\"k\":false}},\"arr\":[1]}",
-                 "{\"arr\":[1],\"s\":{\"n\":{\"k\":false},\"y\":null,\"z\":3}}"},
-                /* An object that becomes something else is replaced, and back. */
-                {"{\"o\":{\"x\":1}}", "{\"o\":\"flat\"}", "{\"o\":\"flat\"}"},
-                {"{\"o\":\"flat\"}", "{\"o\":{\"x\":1}}", "{\"o\":{\"x\":1}}"},
-                /* Arrays of objects (conditions) are replaced whole. */
-                {"{\"c\":[{\"t\":\"A\",\"s\":\"True\"}]}",
-                 "{\"c\":[{\"t\":\"A\",\"s\":\"False\"}]}",
-                 "{\"c\":[{\"s\":\"False\",\"t\":\"A\"}]}"},
-        };
-
-        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
-                _cleanup_json_ json_object *from = cases[i].from ? parse(cases[i].from) : NULL;
-                _cleanup_json_ json_object *to = parse(cases[i].to), *patch = NULL, *back = NULL;
-                _cleanup_free_ char *text = NULL;
-                size_t len;
-
-                assert_int_equal(jsonx_merge_diff(from, to, &patch), 0);
-                assert_int_equal(jsonx_to_canonical(patch, &text, &len), 0);
-                if (!streq(text, cases[i].patch))
-                        fail_msg("case %zu: patch %s, want %s", i, text, cases[i].patch);
-                /* Applying it to @from gives @to. */
-                back = merge_apply(from, patch);
-                assert_true(json_object_equal(back, to));
-        }
-
-        {
-                _cleanup_json_ json_object *arr = parse("[1]"), *obj = parse("{}"), *p = NULL;
-
-                assert_int_equal(jsonx_merge_diff(obj, arr, &p), -EINVAL);
-                assert_int_equal(jsonx_merge_diff(arr, obj, &p), -EINVAL);
-                assert_null(p);
-        }
-}
-
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_get),
@@ -367,7 +297,6 @@ int main(void) {
                 cmocka_unit_test(test_deep_copy),
                 cmocka_unit_test(test_raw_values),
                 cmocka_unit_test(test_object_members),
-                cmocka_unit_test(test_merge_diff),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);
