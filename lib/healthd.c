@@ -156,9 +156,12 @@ int healthd_start(const char *address, uint64_t liveness_timeout_usec, healthd *
                                      MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_CONNECTION_LIMIT, 32U,
                                      MHD_OPTION_CONNECTION_TIMEOUT, 10U, MHD_OPTION_END);
         if (!h->daemon) {
-                close(fd);
+                /* Not closed here: libmicrohttpd closes a socket it was given
+                 * on its failure paths too, and closing it again could close
+                 * another thread's new descriptor. (A thread it couldn't
+                 * start is the usual cause.) */
                 free(h);
-                return -ENOMEM;
+                return -EAGAIN;
         }
         *ret = h;
         return 0;

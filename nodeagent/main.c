@@ -344,14 +344,14 @@ static int parse_argv(int argc, char *argv[], args *a) {
 /* ---- the health and metrics listeners ------------------------------------------------ */
 
 /* Binding can fail for a while on a healthy node: a host service started
- * early in boot, before the address it is told to use is configured, or a
- * port still held by the previous instance or by another process. None of
- * that is a reason to stop applying configuration, so those two errors are
- * retried with capped, jittered backoff while the agent goes on. Any other
- * error (a malformed address, a privileged port) is the operator's to fix
- * and stops the start. */
-static bool listen_error_is_transient(int r) {
-        return r == -EADDRINUSE || r == -EADDRNOTAVAIL;
+ * early in boot, before the address it is told to use is configured, a port
+ * still held by the previous instance or by another process, or a shortage
+ * of descriptors or memory. None of that is a reason to stop applying
+ * configuration, so the agent goes on without the listener and retries with
+ * capped, jittered backoff. Only what retrying can't fix stops the start: a
+ * malformed address, or a port it may not bind. */
+static bool listen_error_is_fatal(int r) {
+        return r == -EINVAL || r == -EACCES || r == -EPERM;
 }
 
 static int listen_one(agent *ag, const char *addr, healthd **h) {
@@ -370,8 +370,9 @@ static int listen_one(agent *ag, const char *addr, healthd **h) {
 
 static int on_listen_retry(sd_event_source *s, uint64_t usec, void *userdata);
 
-/* Starts whichever listener is configured and not running yet. Returns < 0
- * only for an error that retrying can't fix. */
+/* Starts whichever listener is configured and not running yet, and arms a
+ * retry for any that fails. Returns < 0 only at start-up (before ready), for
+ * an error that retrying can't fix; after that everything is retried. */
 static int start_listeners(agent *ag) {
         args *a = &ag->a;
         bool separate = !isempty(a->metrics_addr) &&
@@ -390,7 +391,7 @@ static int start_listeners(agent *ag) {
                 if (isempty(l[i].addr))
                         continue;
                 r = listen_one(ag, l[i].addr, l[i].h);
-                if (r < 0 && !listen_error_is_transient(r))
+                if (r < 0 && !ag->ready && listen_error_is_fatal(r))
                         return log_error_errno(r, "Cannot listen on %s: %m", l[i].addr);
                 if (r < 0) {
                         pending = r;

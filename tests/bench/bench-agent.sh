@@ -333,7 +333,7 @@ start_agents() { # mode
 agent_s3_counters() {
         local a
         for a in "$dir"/agents/*/agent.log; do
-                grep -o '"Health endpoints on port [0-9]*' "$a" | tail -1 | grep -o '[0-9]*$'
+                grep -o '"Listening on [^"]* (port [0-9]*)' "$a" | tail -1 | grep -o '[0-9]*)$' | tr -d ')'
         done | xargs -r -P 8 -I{} curl -sf --max-time 10 "http://127.0.0.1:{}/metrics" |
                 awk '/^ballast_agent_(index_polls_total|manifest_fetches_total|status_writes_total)\{/ { s += $2 }
                      /^ballast_agent_cache_bytes / { n++ }

@@ -50,7 +50,7 @@ wait_metric() {
                 if ((a > anon_max)); then
                         anon_max=$a
                         # What malloc says about its heap at that moment.
-                        heap_at_max="$(metric 'ballast_operator_heap_bytes{state="in_use"}') in use, $(metric 'ballast_operator_heap_bytes{state="free"}') free"
+                        heap_at_max="$(metric 'ballast_operator_heap_bytes{state="in_use"}' || true) in use, $(metric 'ballast_operator_heap_bytes{state="free"}' || true) free"
                 fi
                 sleep 0.2
         done

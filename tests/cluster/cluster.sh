@@ -204,7 +204,7 @@ wait_ready() {
 # ---------------------------------------------------------------- setup
 
 # shellcheck source=tests/lib/ports.sh
-source "$(dirname "${BASH_SOURCE[0]}")/../lib/ports.sh"
+source "$here/../lib/ports.sh"
 
 find_bindir() {
   local b

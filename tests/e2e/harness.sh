@@ -82,7 +82,7 @@ KC
 }
 
 # shellcheck source=tests/lib/ports.sh
-source "$(dirname "${BASH_SOURCE[0]}")/../lib/ports.sh"
+source "$top/tests/lib/ports.sh"
 
 # The rendered arguments are read once, at set-up: restarts happen while the
 # API server is down.

@@ -231,7 +231,7 @@ contexts: [{name: dead, context: {cluster: dead, user: u}}]
 current-context: dead
 EOF
 # shellcheck source=tests/lib/ports.sh
-source "$(dirname "${BASH_SOURCE[0]}")/../lib/ports.sh"
+source "$here/../lib/ports.sh"
 starts_with_chart_args() { # binary rendered kind
         local bin=$1 rendered=$2 kind=$3 port log pid args=() a rc=0 i
         free_port port

@@ -166,7 +166,7 @@ static bool port_free(unsigned port) {
 }
 
 unsigned support_free_ports(unsigned n) {
-        static unsigned handed_out; /* ports already given to this program */
+        static unsigned next; /* past the last block handed out, relative to lo */
         unsigned lo = 10000, hi = 32768, span, start;
         FILE *f = fopen("/proc/sys/net/ipv4/ip_local_port_range", "re");
 
@@ -179,14 +179,16 @@ unsigned support_free_ports(unsigned n) {
         }
         assert_true(n > 0 && hi > lo + n);
         span = hi - lo - n;
-        start = ((unsigned) getpid() * 7919u + handed_out) % span;
+        /* From past the last block given out (or a point drawn from the
+         * pid): a block handed out but not bound yet looks free. */
+        start = (next ? next : (unsigned) getpid() * 7919u) % span;
         for (unsigned i = 0; i < span; i++) {
                 unsigned base = lo + (start + i) % span, k;
 
                 for (k = 0; k < n && port_free(base + k); k++)
                         ;
                 if (k == n) {
-                        handed_out += n;
+                        next = base - lo + n;
                         return base;
                 }
         }
