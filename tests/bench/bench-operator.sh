@@ -201,7 +201,7 @@ ConfigMap as a summary with `sha256:` digests instead of the manifest (see "Comp
 docs/kube-client.md); both indexes share one text per entry; `index.json` is read back entry by
 entry; reconciles waiting for an index write hold neither the manifest nor the spec and take a
 worker again for their status write. Peak RSS includes the shared libraries' pages (about 11 MiB
-of an idle operator's 13.4 MiB, since expat replaced libxml2, ICU and libstdc++); the anonymous
+of an idle operator's 13.1 MiB, since expat replaced libxml2, ICU and libstdc++); the anonymous
 figure is the rest. `ballast_operator_heap_bytes` splits the heap into what is in use and what
 malloc holds free.
 EOF_READING
