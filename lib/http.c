@@ -88,6 +88,12 @@ struct http_request {
         http_response resp;
         size_t body_cap, headers_cap, n_headers;
         int abort_error; /* set by a callback that made curl abort */
+        /* A body curl reads through on_curl_read(): borrowed, or produced. */
+        http_body_fn upload_fn;
+        void *upload_userdata;
+        const char *upload_buf; /* body_borrowed */
+        size_t upload_len;
+        uint64_t upload_off;
         bool cancelled, finished;
         unsigned busy; /* inside on_data (fake requests) */
 
@@ -478,6 +484,52 @@ static size_t on_curl_write(char *data, size_t size, size_t n, void *userdata) {
         return len;
 }
 
+/* The body of a borrowed request, as a producer. */
+static ssize_t read_borrowed(void *buf, size_t len, uint64_t offset, void *userdata) {
+        http_request *req = userdata;
+        size_t n;
+
+        if (offset >= req->upload_len)
+                return 0;
+        n = MIN(len, req->upload_len - (size_t) offset);
+        memcpy(buf, req->upload_buf + offset, n);
+        return (ssize_t) n;
+}
+
+static size_t on_curl_read(char *buf, size_t size, size_t n, void *userdata) {
+        http_request *req = userdata;
+        ssize_t k;
+
+        /* A cancelled request's body may be gone already. */
+        if (req->cancelled)
+                return CURL_READFUNC_ABORT;
+        k = req->upload_fn(buf, size * n, req->upload_off, req->upload_userdata);
+        if (k < 0) {
+                req->abort_error = (int) k;
+                return CURL_READFUNC_ABORT;
+        }
+        if ((size_t) k > size * n || (uint64_t) k > req->upload_len - req->upload_off) {
+                req->abort_error = -EIO; /* more than asked for, or than announced */
+                return CURL_READFUNC_ABORT;
+        }
+        req->upload_off += (uint64_t) k;
+        return (size_t) k;
+}
+
+/* curl rewinds to send the body again (a redirect, a refused stream). */
+static int on_curl_seek(void *userdata, curl_off_t offset, int origin) {
+        http_request *req = userdata;
+
+        if (req->cancelled || origin != SEEK_SET || offset < 0 ||
+            (uint64_t) offset > req->upload_len)
+                return CURL_SEEKFUNC_FAIL;
+        /* A producer starts over; only a borrowed buffer can start anywhere. */
+        if (offset != 0 && req->upload_fn != read_borrowed)
+                return CURL_SEEKFUNC_CANTSEEK;
+        req->upload_off = (uint64_t) offset;
+        return CURL_SEEKFUNC_OK;
+}
+
 static void sock_free(http_sock *s) {
         http_client *c = s->client;
 
@@ -780,7 +832,7 @@ static int validate_opts(const http_request_opts *o) {
                 return -EINVAL;
         if (o->method && !method_is_valid(o->method))
                 return -EINVAL;
-        if (!o->body && o->body_len > 0)
+        if (o->body_fn ? o->body || o->body_borrowed : !o->body && o->body_len > 0)
                 return -EINVAL;
         if (has_crlf(o->url) || has_crlf(o->bearer_token) || has_crlf(o->aws_sigv4) ||
             has_crlf(o->userpwd))
@@ -813,8 +865,8 @@ static int slist_add(struct curl_slist **l, const char *s) {
 
 static int setup_easy(http_request *req, const http_request_opts *o) {
         const char *method = o->method ?: "GET";
-        bool has_body =
-                o->body || streq(method, "POST") || streq(method, "PUT") || streq(method, "PATCH");
+        bool has_body = o->body || o->body_fn || streq(method, "POST") || streq(method, "PUT") ||
+                        streq(method, "PATCH");
         uint64_t connect_timeout = o->connect_timeout_usec ?: HTTP_DEFAULT_CONNECT_TIMEOUT_USEC;
         CURL *e;
         CURLcode rc = CURLE_OK;
@@ -864,7 +916,20 @@ static int setup_easy(http_request *req, const http_request_opts *o) {
         else if (streq(method, "GET") && !o->body)
                 SET(CURLOPT_HTTPGET, 1L);
         else {
-                if (has_body) {
+                if (has_body && (o->body_fn || (o->body_borrowed && o->body_len > 0))) {
+                        /* Through on_curl_read(): nothing copied, and a
+                         * cancelled request never touches the body again. */
+                        req->upload_fn = o->body_fn ?: read_borrowed;
+                        req->upload_userdata = o->body_fn ? o->body_userdata : req;
+                        req->upload_buf = o->body_fn ? NULL : o->body;
+                        req->upload_len = o->body_len;
+                        SET(CURLOPT_POST, 1L);
+                        SET(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t) o->body_len);
+                        SET(CURLOPT_READFUNCTION, on_curl_read);
+                        SET(CURLOPT_READDATA, req);
+                        SET(CURLOPT_SEEKFUNCTION, on_curl_seek);
+                        SET(CURLOPT_SEEKDATA, req);
+                } else if (has_body) {
                         SET(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t) o->body_len);
                         SET(CURLOPT_COPYPOSTFIELDS, o->body ? (const char *) o->body : "");
                 }
@@ -1010,11 +1075,26 @@ static int fake_opts_copy(const http_request_opts *o, fake_opts **ret) {
         if (!f->body)
                 oom = true;
         else {
-                if (o->body_len > 0)
+                if (o->body_fn) {
+                        /* The handler sees the produced body as one buffer. */
+                        for (size_t off = 0; off < o->body_len;) {
+                                ssize_t k = o->body_fn((char *) f->body + off, o->body_len - off,
+                                                       off, o->body_userdata);
+
+                                if (k <= 0 || (size_t) k > o->body_len - off) {
+                                        fake_opts_free(f);
+                                        return k < 0 ? (int) k : -EIO;
+                                }
+                                off += (size_t) k;
+                        }
+                } else if (o->body_len > 0)
                         memcpy(f->body, o->body, o->body_len);
                 ((char *) f->body)[o->body_len] = '\0';
         }
-        f->opts.body = o->body ? f->body : NULL;
+        f->opts.body = o->body || o->body_fn ? f->body : NULL;
+        f->opts.body_borrowed = false;
+        f->opts.body_fn = NULL;
+        f->opts.body_userdata = NULL;
         if (oom) {
                 fake_opts_free(f);
                 return -ENOMEM;

@@ -18,6 +18,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 #include <systemd/sd-event.h>
 
 #include "err.h"
@@ -51,6 +52,14 @@ typedef struct http_response {
  * negative errno to abort the transfer; the done callback then gets it. */
 typedef int (*http_data_fn)(http_request *req, const void *data, size_t len, void *userdata);
 
+/* Request body producer (http_request_opts.body_fn): writes the next up to
+ * @len bytes of the body, those starting at @offset, into @buf and returns
+ * how many (0 only at the end), or a negative errno to abort the transfer.
+ * Reads go forward from offset 0; when curl has to send the body again (a
+ * redirect, a refused HTTP/2 stream) they start over at 0. Never called after
+ * the done callback or a cancel. */
+typedef ssize_t (*http_body_fn)(void *buf, size_t len, uint64_t offset, void *userdata);
+
 /* Completion callback, called once. @r is 0 when an HTTP response arrived
  * (whatever its status: map it with err_from_http_status()), or a negative
  * errno for a transport failure (see err.h), in which case @err says what
@@ -65,6 +74,14 @@ typedef struct http_request_opts {
         const char *const *headers; /* NULL-terminated "Name: value" lines, or NULL */
         const void *body;           /* request body, copied; may be NULL */
         size_t body_len;
+        /* The body's bytes are not copied: @body stays valid and unchanged
+         * until the done callback or http_request_cancel(). A body of
+         * megabytes then costs no second copy in curl. */
+        bool body_borrowed;
+        /* Non-NULL: the body_len bytes of the body come from it instead
+         * (@body must be NULL), with @body_userdata. */
+        http_body_fn body_fn;
+        void *body_userdata;
         const http_tls *tls;      /* NULL: system CAs, verification on */
         const char *bearer_token; /* adds "Authorization: Bearer ..." */
         const char *aws_sigv4;    /* e.g. "aws:amz:us-east-1:s3": sign with CURLOPT_AWS_SIGV4 */

@@ -862,6 +862,8 @@ static int op_start_attempt(s3_op *op) {
                 .headers = (const char *const *) hdr,
                 .body = is_put ? (op->body ?: "") : NULL,
                 .body_len = is_put ? op->body_len : 0,
+                /* The op keeps its body until the request ends: no copy. */
+                .body_borrowed = true,
                 .tls = c->tls,
                 .aws_sigv4 = c->sigv4,
                 .userpwd = c->userpwd,

@@ -341,6 +341,160 @@ static void test_put_body_round_trip(void **state) {
         assert_null(http_response_header(resp, "X-Not-There"));
 }
 
+/* A body producer: byte i of the body is (char) (i * 7); it checks that
+ * reads go forward from 0 and gives at most @chunk bytes a call. */
+typedef struct producer {
+        size_t len, chunk;
+        uint64_t next; /* the offset the next read must start at */
+        unsigned calls, restarts;
+        unsigned fail_at;   /* > 0: that call fails with -EIO */
+        unsigned cancel_at; /* > 0: that call cancels the request */
+        http_request *req;
+        bool out_of_order;
+} producer;
+
+static ssize_t produce(void *buf, size_t len, uint64_t offset, void *userdata) {
+        producer *p = userdata;
+        size_t n;
+
+        p->calls++;
+        if (offset == 0 && p->next > 0)
+                p->restarts++;
+        else if (offset != p->next)
+                p->out_of_order = true;
+        if (p->fail_at > 0 && p->calls == p->fail_at)
+                return -EIO;
+        if (p->cancel_at > 0 && p->calls == p->cancel_at)
+                http_request_cancel(p->req);
+        n = MIN(MIN(len, p->chunk), p->len - (size_t) offset);
+        for (size_t i = 0; i < n; i++)
+                ((char *) buf)[i] = (char) ((offset + i) * 7);
+        p->next = offset + n;
+        return (ssize_t) n;
+}
+
+static void test_borrowed_and_produced_bodies(void **state) {
+        _cleanup_(sd_event_unrefp) sd_event *e = new_event();
+        _cleanup_(http_client_freep) http_client *c = NULL;
+        size_t n = 200000;
+        _cleanup_free_ char *body = malloc(n);
+        producer p = {.len = n, .chunk = 999};
+        err_info err;
+
+        for (size_t i = 0; i < n; i++)
+                body[i] = (char) (i * 7);
+        assert_int_equal(http_client_new(e, &c), 0);
+
+        /* Borrowed: sent from the caller's buffer as it is. */
+        for (unsigned i = 0; i < 2; i++) {
+                const char *method = i == 0 ? "PUT" : "POST";
+                _cleanup_(http_response_freep) http_response *resp = NULL;
+                http_request_opts o = {.method = method,
+                                       .url = url("/echo"),
+                                       .body = body,
+                                       .body_len = n,
+                                       .body_borrowed = true};
+
+                assert_int_equal(http_request_run(c, &o, &resp, &err), 0);
+                assert_int_equal(resp->status, 200);
+                assert_int_equal(resp->body_len, n);
+                assert_memory_equal(resp->body, body, n);
+                assert_string_equal(http_response_header(resp, "X-Method"), method);
+                assert_string_equal(http_response_header(resp, "X-Got-Expect"), "(none)");
+        }
+
+        /* Produced: read forward in the producer's chunks, all of it. */
+        {
+                _cleanup_(http_response_freep) http_response *resp = NULL;
+                http_request_opts o = {.method = "PATCH",
+                                       .url = url("/echo"),
+                                       .body_len = n,
+                                       .body_fn = produce,
+                                       .body_userdata = &p};
+
+                assert_int_equal(http_request_run(c, &o, &resp, &err), 0);
+                assert_int_equal(resp->status, 200);
+                assert_int_equal(resp->body_len, n);
+                assert_memory_equal(resp->body, body, n);
+                assert_string_equal(http_response_header(resp, "X-Method"), "PATCH");
+                assert_false(p.out_of_order);
+                assert_int_equal(p.next, n);
+                assert_true(p.calls >= n / p.chunk);
+        }
+
+        /* An empty produced body is a body of zero bytes. */
+        {
+                _cleanup_(http_response_freep) http_response *resp = NULL;
+                producer empty = {.len = 0, .chunk = 10};
+                http_request_opts o = {.method = "PUT",
+                                       .url = url("/echo"),
+                                       .body_fn = produce,
+                                       .body_userdata = &empty};
+
+                assert_int_equal(http_request_run(c, &o, &resp, &err), 0);
+                assert_int_equal(resp->status, 200);
+                assert_int_equal(resp->body_len, 0);
+        }
+
+        /* A body and a producer at once is a caller's mistake. */
+        {
+                result res = {};
+                http_request_opts o = {.method = "PUT",
+                                       .url = url("/echo"),
+                                       .body = body,
+                                       .body_len = n,
+                                       .body_fn = produce,
+                                       .body_userdata = &p};
+
+                assert_int_equal(start(c, &o, &res, NULL), -EINVAL);
+                o.body = NULL;
+                o.body_borrowed = true;
+                assert_int_equal(start(c, &o, &res, NULL), -EINVAL);
+                assert_int_equal(res.calls, 0);
+        }
+}
+
+static void test_produced_body_fails_or_is_cancelled(void **state) {
+        _cleanup_(sd_event_unrefp) sd_event *e = new_event();
+        _cleanup_(http_client_freep) http_client *c = NULL;
+        size_t n = 1 << 20;
+        producer failing = {.len = n, .chunk = 4096, .fail_at = 3};
+        producer cancelled = {.len = n, .chunk = 4096, .cancel_at = 2};
+        result res = {}, res2 = {};
+        bool never = false;
+
+        assert_int_equal(http_client_new(e, &c), 0);
+
+        /* The producer's error ends the request with that error. */
+        assert_int_equal(start(c,
+                               &(http_request_opts){.method = "PUT",
+                                                    .url = url("/echo"),
+                                                    .body_len = n,
+                                                    .body_fn = produce,
+                                                    .body_userdata = &failing},
+                               &res, NULL),
+                         0);
+        assert_int_equal(loop_run_until(e, &res.done, 5 * USEC_PER_SEC), 0);
+        assert_int_equal(res.calls, 1);
+        assert_int_equal(res.r, -EIO);
+        assert_int_equal(failing.calls, 3);
+
+        /* Cancelled from inside the producer (curl is running): the producer
+         * is never called again and the request never completes. */
+        assert_int_equal(start(c,
+                               &(http_request_opts){.method = "PUT",
+                                                    .url = url("/echo"),
+                                                    .body_len = n,
+                                                    .body_fn = produce,
+                                                    .body_userdata = &cancelled},
+                               &res2, &cancelled.req),
+                         0);
+        assert_int_equal(loop_run_until(e, &never, 500 * USEC_PER_MSEC), -ETIMEDOUT);
+        assert_int_equal(cancelled.calls, 2);
+        assert_int_equal(res2.calls, 0);
+        result_done(&res);
+}
+
 static void test_methods(void **state) {
         _cleanup_(sd_event_unrefp) sd_event *e = new_event();
         _cleanup_(http_client_freep) http_client *c = NULL;
@@ -1121,6 +1275,8 @@ int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_get_headers_and_status),
                 cmocka_unit_test(test_put_body_round_trip),
+                cmocka_unit_test(test_borrowed_and_produced_bodies),
+                cmocka_unit_test(test_produced_body_fails_or_is_cancelled),
                 cmocka_unit_test(test_methods),
                 cmocka_unit_test(test_bad_options),
                 cmocka_unit_test(test_status_and_retry_after),
