@@ -362,16 +362,47 @@ out_unlink:
         return r;
 }
 
+/* The @len bytes @fn produces, in one buffer. */
+static int read_body(hash_read_fn fn, void *userdata, size_t len, char **ret) {
+        _cleanup_free_ char *b = malloc(len ?: 1);
+        size_t at = 0;
+
+        if (!b)
+                return -ENOMEM;
+        for (;;) {
+                ssize_t k = fn(b + at, len - at, at, userdata);
+
+                if (k < 0)
+                        return (int) k;
+                if (k == 0 || (size_t) k > len - at)
+                        break;
+                at += (size_t) k;
+                if (at == len)
+                        break;
+        }
+        if (at != len)
+                return -EIO;
+        *ret = TAKE_PTR(b);
+        return 0;
+}
+
 static int fb_put(void *impl, objstore_op *op, const char *key, const void *data, size_t len,
                   const objstore_put_opts *o) {
         file_store *st = impl;
-        _cleanup_free_ char *dir = NULL;
+        _cleanup_free_ char *dir = NULL, *produced = NULL;
         _cleanup_close_ int dfd = -1;
         const char *slash = strrchr(key, '/'), *base = slash ? slash + 1 : key;
         _cleanup_(objstore_object_freep) objstore_object *obj = NULL;
         file_job *j;
         int r;
 
+        if (o && o->body_fn) {
+                /* A file is written whole: read the body into memory. */
+                r = read_body(o->body_fn, o->body_userdata, len, &produced);
+                if (r < 0)
+                        return r;
+                data = produced;
+        }
         j = job_new();
         if (!j)
                 return -ENOMEM;

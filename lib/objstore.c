@@ -306,7 +306,7 @@ int objstore_put(objstore *s, const char *key, const void *data, size_t len,
         objstore_op *op;
         int r;
 
-        if (!objstore_key_is_valid(key) || (!data && len > 0))
+        if (!objstore_key_is_valid(key) || (o && o->body_fn ? data != NULL : !data && len > 0))
                 return -EINVAL;
         if (o && o->content_type && has_ctl(o->content_type))
                 return -EINVAL;
@@ -864,7 +864,9 @@ static int s3_start(s3_store *st, objstore_op *op, op_kind kind, const char *key
                 r = s3_put_object(st->client, k, data, len,
                                   &(s3_put_opts){.content_type = po ? po->content_type : NULL,
                                                  .create_only = po && po->create_only,
-                                                 .borrow = po && po->borrow},
+                                                 .borrow = po && po->borrow,
+                                                 .body_fn = po ? po->body_fn : NULL,
+                                                 .body_userdata = po ? po->body_userdata : NULL},
                                   on_s3_done, x, &x->s3op);
                 break;
         case OP_GET:

@@ -35,6 +35,7 @@
 #include <systemd/sd-event.h>
 
 #include "err.h"
+#include "hash.h"
 #include "http.h"
 #include "macro.h"
 
@@ -67,6 +68,12 @@ typedef struct objstore_put_opts {
         /* @data is not copied: the caller keeps it valid and unchanged until
          * the done callback has run or the op is cancelled (large bodies). */
         bool borrow;
+        /* Non-NULL: the body comes from it instead of @data (which must be
+         * NULL), read piece by piece, valid until done or cancel: a document
+         * of megabytes is never held whole (S3). The file:// store reads it
+         * into memory once, to write the file. */
+        hash_read_fn body_fn;
+        void *body_userdata;
 } objstore_put_opts;
 
 /* Completion of put/get/head/delete. @obj is owned by the op and freed after

@@ -82,7 +82,9 @@ struct s3_op {
         /* PUT */
         void *body;
         size_t body_len;
-        bool body_borrowed; /* s3_put_opts.borrow: not ours to free */
+        bool body_borrowed;   /* s3_put_opts.borrow: not ours to free */
+        hash_read_fn body_fn; /* s3_put_opts.body_fn */
+        void *body_userdata;
         char *content_type;
         char sha256_hex[HASH_SHA256_HEX_LEN + 1];
         char *md5_b64;
@@ -860,10 +862,12 @@ static int op_start_attempt(s3_op *op) {
                 .method = op_method(op),
                 .url = url,
                 .headers = (const char *const *) hdr,
-                .body = is_put ? (op->body ?: "") : NULL,
+                .body = is_put && !op->body_fn ? (op->body ?: "") : NULL,
                 .body_len = is_put ? op->body_len : 0,
                 /* The op keeps its body until the request ends: no copy. */
-                .body_borrowed = true,
+                .body_borrowed = is_put && !op->body_fn,
+                .body_fn = is_put ? op->body_fn : NULL,
+                .body_userdata = is_put ? op->body_userdata : NULL,
                 .tls = c->tls,
                 .aws_sigv4 = c->sigv4,
                 .userpwd = c->userpwd,
@@ -934,10 +938,16 @@ static int op_launch(s3_op *op, s3_op **ret) {
 
 int s3_put_object(s3_client *c, const char *key, const void *data, size_t len, const s3_put_opts *o,
                   s3_done_fn done, void *userdata, s3_op **ret) {
+        unsigned char sha[32], md5[16];
+        bool want_md5, have_md5 = false;
         s3_op *op;
         int r;
 
-        if (!data && len > 0)
+        if (!c)
+                return -EINVAL;
+        want_md5 = c->checksums & S3_CHECKSUM_MD5;
+
+        if (o && o->body_fn ? data != NULL : !data && len > 0)
                 return -EINVAL;
         if (o && o->content_type && has_ctl(o->content_type))
                 return -EINVAL;
@@ -946,7 +956,10 @@ int s3_put_object(s3_client *c, const char *key, const void *data, size_t len, c
                 return r;
 
         r = -ENOMEM;
-        if (o && o->borrow && len > 0) {
+        if (o && o->body_fn) {
+                op->body_fn = o->body_fn;
+                op->body_userdata = o->body_userdata;
+        } else if (o && o->borrow && len > 0) {
                 op->body = (void *) data;
                 op->body_borrowed = true;
         } else {
@@ -962,31 +975,32 @@ int s3_put_object(s3_client *c, const char *key, const void *data, size_t len, c
                 if (!op->content_type)
                         goto fail;
         }
-        r = hash_sha256_hex(op->body, len, op->sha256_hex);
+        /* MD5 may be unavailable (FIPS mode): then send no Content-MD5. */
+        if (op->body_fn) {
+                r = hash_read(op->body_fn, op->body_userdata, len, sha, want_md5 ? md5 : NULL);
+                have_md5 = want_md5 && r >= 0;
+                if (r == -EOPNOTSUPP && want_md5)
+                        r = hash_read(op->body_fn, op->body_userdata, len, sha, NULL);
+        } else {
+                unsigned dl = 0;
+
+                r = hash_sha256(op->body, len, sha);
+                have_md5 = want_md5 && EVP_Digest(op->body, len, md5, &dl, EVP_md5(), NULL) == 1 &&
+                           dl == sizeof(md5);
+        }
         if (r < 0)
                 goto fail;
+        hash_sha256_to_hex(sha, op->sha256_hex);
+        r = -ENOMEM;
         if (c->checksums & S3_CHECKSUM_SHA256) {
-                unsigned char d[32];
-
-                r = hash_sha256(op->body, len, d);
-                if (r < 0)
-                        goto fail;
-                r = -ENOMEM;
-                op->sha256_b64 = base64(d, sizeof(d));
+                op->sha256_b64 = base64(sha, sizeof(sha));
                 if (!op->sha256_b64)
                         goto fail;
         }
-        if (c->checksums & S3_CHECKSUM_MD5) {
-                unsigned char d[EVP_MAX_MD_SIZE];
-                unsigned dl = 0;
-
-                /* MD5 may be unavailable (FIPS mode): then send no Content-MD5. */
-                if (EVP_Digest(op->body, len, d, &dl, EVP_md5(), NULL) == 1) {
-                        r = -ENOMEM;
-                        op->md5_b64 = base64(d, dl);
-                        if (!op->md5_b64)
-                                goto fail;
-                }
+        if (have_md5) {
+                op->md5_b64 = base64(md5, sizeof(md5));
+                if (!op->md5_b64)
+                        goto fail;
         }
         if (o && o->create_only) {
                 op->create_only = true;

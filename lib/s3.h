@@ -38,6 +38,7 @@
 #include <systemd/sd-event.h>
 
 #include "err.h"
+#include "hash.h"
 #include "http.h"
 #include "macro.h"
 
@@ -162,6 +163,11 @@ typedef struct s3_put_opts {
         const char *content_type; /* NULL: application/octet-stream */
         bool create_only;         /* fail with -EEXIST if the key exists (see s3_create_mode) */
         bool borrow; /* @data is not copied: valid and unchanged until @done or cancel */
+        /* Non-NULL: the @len bytes of the body come from it (@data must be
+         * NULL), with @body_userdata, valid until @done or cancel. It is read
+         * once for the checksums, then once per attempt. */
+        hash_read_fn body_fn;
+        void *body_userdata;
 } s3_put_opts;
 
 /* Starts an operation. @key is 1..S3_KEY_MAX bytes, without control

@@ -1060,15 +1060,20 @@ static void on_store_index_put(objstore_op *op, int r, objstore_object *obj, con
 }
 
 /* One write at a time per index: the index waits for @done before the next. */
-static int store_index_sink(bundle_index *ix, const char *data, size_t len, index_sink_done_fn done,
+static int store_index_sink(bundle_index *ix, index_doc *doc, size_t len, index_sink_done_fn done,
                             void *userdata) {
         controller *c = userdata;
-        /* The index keeps @data until done: no copy of a document of megabytes. */
-        objstore_put_opts po = {.content_type = "application/json", .borrow = true};
+        /* Read from the index's entries as it is sent: a document of
+         * megabytes is never held whole. */
+        objstore_put_opts po = {.content_type = "application/json",
+                                .body_fn = index_doc_read,
+                                .body_userdata = doc};
 
+        if (!doc)
+                return -EINVAL; /* the object store has no size limit */
         c->store_index_done = done;
         c->stats.index_writes++;
-        return objstore_put(c->store, PUBLISH_INDEX_KEY, data, len, &po, on_store_index_put, c,
+        return objstore_put(c->store, PUBLISH_INDEX_KEY, NULL, len, &po, on_store_index_put, c,
                             &c->store_index_op);
 }
 
@@ -1106,13 +1111,14 @@ static bool cm_index_is_current(controller *c, json_object *cm) {
         return have && want && json_object_equal(have, want);
 }
 
-static int cm_index_sink(bundle_index *ix, const char *data, size_t len, index_sink_done_fn done,
+static int cm_index_sink(bundle_index *ix, index_doc *doc, size_t len, index_sink_done_fn done,
                          void *userdata) {
         controller *c = userdata;
         _cleanup_json_ json_object *cm = NULL;
+        _cleanup_free_ char *data = NULL;
         int r;
 
-        if (!data || len > PUBLISH_CM_MANIFEST_MAX) {
+        if (!doc || len > PUBLISH_CM_MANIFEST_MAX) {
                 /* The object store's index.json is the complete one; agents read
                  * bundle ConfigMaps on the API path. Keep a summary. */
                 _cleanup_free_ char *summary = NULL;
@@ -1124,8 +1130,11 @@ static int cm_index_sink(bundle_index *ix, const char *data, size_t len, index_s
                             index_count(ix)) < 0)
                         return -ENOMEM;
                 r = publish_build_index_configmap(c->namespace, summary, strlen(summary), &cm);
-        } else
-                r = publish_build_index_configmap(c->namespace, data, len, &cm);
+        } else {
+                r = index_doc_text(doc, &data, &len);
+                if (r >= 0)
+                        r = publish_build_index_configmap(c->namespace, data, len, &cm);
+        }
         if (r < 0)
                 return r;
         c->cm_index_done = done;

@@ -28,7 +28,7 @@ struct bundle_index {
         waiter *pending;  /* waiting for the next write */
         waiter *inflight; /* waiting for the write in flight */
         bool writing;
-        char *writing_data; /* the bytes in flight */
+        index_doc *writing_doc; /* the document in flight */
         char writing_digest[HASH_SHA256_HEX_LEN + 1];
         /* sha256 of the bytes of the last successful write (or load); the
          * bytes themselves would double the index's memory. */
@@ -83,6 +83,162 @@ static int put_entry(json_object *map, size_t *len, const char *key, json_object
         return 0;
 }
 
+#define DOC_HEAD "{\"apiVersion\":\"ballast.dev/v1alpha1\",\"bundles\":{"
+#define DOC_TAIL "},\"kind\":\"BundleIndex\"}"
+
+typedef struct doc_entry {
+        const char *key; /* in index_doc.keys */
+        json_object *text;
+} doc_entry;
+
+/* The canonical document, DOC_HEAD "KEY":TEXT,... DOC_TAIL with the keys in
+ * byte order (what jsonx_to_canonical() makes of index_serialize()'s tree),
+ * produced piece by piece. */
+struct index_doc {
+        doc_entry *entries;
+        size_t n;
+        char *keys;
+        size_t len;
+        /* The reader: the next byte is byte @off of piece @piece, where piece
+         * 0 is the head, 4i+1..4i+4 are entry i's separator and opening
+         * quote, key, closing quote and colon, text, and the last the tail. */
+        uint64_t pos;
+        size_t piece, off;
+};
+
+static index_doc *doc_free(index_doc *d) {
+        if (!d)
+                return NULL;
+        for (size_t i = 0; i < d->n; i++)
+                json_object_put(d->entries[i].text);
+        free(d->entries);
+        free(d->keys);
+        free(d);
+        return NULL;
+}
+DEFINE_TRIVIAL_CLEANUP_FUNC(index_doc *, doc_free);
+
+static int doc_entry_cmp(const void *a, const void *b) {
+        return strcmp(((const doc_entry *) a)->key, ((const doc_entry *) b)->key);
+}
+
+/* Freezes the entries of @ix: ~40 bytes an entry instead of the ~400 of its
+ * text. */
+static int doc_new(bundle_index *ix, index_doc **ret) {
+        _cleanup_(doc_freep) index_doc *d = calloc(1, sizeof(*d));
+        size_t n = index_count(ix), keys_len = 0, at = 0;
+
+        if (!d)
+                return -ENOMEM;
+        json_object_object_foreach(ix->bundles, k0, v0) {
+                (void) v0;
+                keys_len += strlen(k0) + 1;
+        }
+        d->entries = calloc(n ?: 1, sizeof(doc_entry));
+        d->keys = malloc(keys_len ?: 1);
+        if (!d->entries || !d->keys)
+                return -ENOMEM;
+        d->len = strlen(DOC_HEAD) + strlen(DOC_TAIL);
+        json_object_object_foreach(ix->bundles, key, text) {
+                size_t kl = strlen(key);
+
+                memcpy(d->keys + at, key, kl + 1);
+                d->entries[d->n++] =
+                        (doc_entry){.key = d->keys + at, .text = json_object_get(text)};
+                at += kl + 1;
+                d->len += (d->n > 1) + kl + 3 + (size_t) json_object_get_string_len(text);
+        }
+        qsort(d->entries, d->n, sizeof(doc_entry), doc_entry_cmp);
+        *ret = TAKE_PTR(d);
+        return 0;
+}
+
+/* Piece @p of the document (see struct index_doc). */
+static const char *doc_piece(const index_doc *d, size_t p, size_t *ret_len) {
+        const doc_entry *e;
+
+        if (p == 0) {
+                *ret_len = strlen(DOC_HEAD);
+                return DOC_HEAD;
+        }
+        if (p > 4 * d->n) {
+                *ret_len = p == 4 * d->n + 1 ? strlen(DOC_TAIL) : 0;
+                return DOC_TAIL;
+        }
+        e = &d->entries[(p - 1) / 4];
+        switch ((p - 1) % 4) {
+        case 0: /* a comma between entries */
+                *ret_len = 1 + (p > 1);
+                return &",\""[p == 1];
+        case 1:
+                *ret_len = strlen(e->key);
+                return e->key;
+        case 2:
+                *ret_len = 2;
+                return "\":";
+        default:
+                *ret_len = (size_t) json_object_get_string_len(e->text);
+                return json_object_get_string(e->text);
+        }
+}
+
+ssize_t index_doc_read(void *buf, size_t len, uint64_t offset, void *userdata) {
+        index_doc *d = userdata;
+        size_t done = 0;
+
+        if (offset == 0)
+                d->pos = 0, d->piece = 0, d->off = 0;
+        else if (offset != d->pos)
+                return -ESPIPE; /* only forward, or from the start */
+        while (done < len) {
+                size_t pl, k;
+                const char *p = doc_piece(d, d->piece, &pl);
+
+                if (d->piece > 4 * d->n + 1)
+                        break; /* the end */
+                k = MIN(len - done, pl - d->off);
+                memcpy((char *) buf + done, p + d->off, k);
+                done += k;
+                d->off += k;
+                if (d->off == pl) {
+                        d->piece++;
+                        d->off = 0;
+                }
+        }
+        d->pos += done;
+        return (ssize_t) done;
+}
+
+int index_doc_text(index_doc *d, char **ret, size_t *ret_len) {
+        _cleanup_free_ char *t = malloc(d->len + 1);
+        ssize_t k;
+
+        if (!t)
+                return -ENOMEM;
+        k = index_doc_read(t, d->len, 0, d);
+        if (k < 0)
+                return (int) k;
+        if ((size_t) k != d->len)
+                return -EIO;
+        t[d->len] = '\0';
+        *ret = TAKE_PTR(t);
+        if (ret_len)
+                *ret_len = d->len;
+        return 0;
+}
+
+/* sha256 of the document, read as a writer would. */
+static int doc_sha256_hex(index_doc *d, char out[static HASH_SHA256_HEX_LEN + 1]) {
+        unsigned char md[32];
+        int r;
+
+        r = hash_read(index_doc_read, d, d->len, md, NULL);
+        if (r < 0)
+                return r;
+        hash_sha256_to_hex(md, out);
+        return 0;
+}
+
 static void waiters_complete(waiter *w, int r, const err_info *err) {
         while (w) {
                 waiter *next = w->next;
@@ -110,14 +266,14 @@ static void on_written(bundle_index *ix, int r, const err_info *err) {
                 ix->have_last_written = true;
         } else
                 ix->dirty = true; /* what was set is not stored anywhere */
-        ix->writing_data = mfree(ix->writing_data);
+        ix->writing_doc = doc_free(ix->writing_doc);
         schedule_write(ix);
         waiters_complete(done, r, err);
 }
 
 static int on_timer(sd_event_source *s, uint64_t usec, void *userdata) {
         bundle_index *ix = userdata;
-        _cleanup_free_ char *data = NULL;
+        _cleanup_(doc_freep) index_doc *doc = NULL;
         char sha[HASH_SHA256_HEX_LEN + 1];
         size_t len = 0;
         err_info e;
@@ -131,9 +287,11 @@ static int on_timer(sd_event_source *s, uint64_t usec, void *userdata) {
                 len = index_len_estimate(ix);
                 r = 0;
         } else {
-                r = index_serialize(ix, &data, &len);
-                if (r >= 0)
-                        r = hash_sha256_hex(data, len, sha);
+                r = doc_new(ix, &doc);
+                if (r >= 0) {
+                        len = doc->len;
+                        r = doc_sha256_hex(doc, sha);
+                }
         }
         if (r < 0) {
                 err_info_set(&e, r, "cannot serialize the index");
@@ -148,10 +306,10 @@ static int on_timer(sd_event_source *s, uint64_t usec, void *userdata) {
         }
         ix->inflight = TAKE_PTR(ix->pending);
         ix->writing = true;
-        ix->writing_data = TAKE_PTR(data);
+        ix->writing_doc = TAKE_PTR(doc);
         memcpy(ix->writing_digest, sha, sizeof(sha));
         ix->writes++;
-        r = ix->sink(ix, ix->writing_data, len, on_written, ix->sink_userdata);
+        r = ix->sink(ix, ix->writing_doc, len, on_written, ix->sink_userdata);
         if (r < 0) {
                 err_info_set(&e, r, "cannot start the index write");
                 on_written(ix, r, &e);
@@ -193,7 +351,7 @@ bundle_index *index_free(bundle_index *ix) {
         sd_event_source_disable_unref(ix->defer);
         json_object_put(ix->bundles);
         json_object_put(ix->scratch);
-        free(ix->writing_data);
+        doc_free(ix->writing_doc);
         sd_event_unref(ix->event);
         free(ix);
         return NULL;
@@ -423,14 +581,13 @@ void index_set_hold(bundle_index *ix, bool hold) {
 }
 
 int index_serialize(bundle_index *ix, char **ret, size_t *ret_len) {
-        _cleanup_json_ json_object *doc = json_object_new_object();
+        _cleanup_(doc_freep) index_doc *doc = NULL;
+        int r;
 
-        if (!doc)
-                return -ENOMEM;
-        json_object_object_add(doc, "apiVersion", json_object_new_string("ballast.dev/v1alpha1"));
-        json_object_object_add(doc, "kind", json_object_new_string("BundleIndex"));
-        json_object_object_add(doc, "bundles", json_object_get(ix->bundles));
-        return jsonx_to_canonical(doc, ret, ret_len);
+        r = doc_new(ix, &doc);
+        if (r < 0)
+                return r;
+        return index_doc_text(doc, ret, ret_len);
 }
 
 uint64_t index_writes(const bundle_index *ix) {

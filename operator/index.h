@@ -21,6 +21,7 @@
 #include <json-c/json.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 #include <systemd/sd-event.h>
 
 #include "err.h"
@@ -31,13 +32,24 @@ typedef struct bundle_index bundle_index;
 /* Completion of a sink write: r = 0 or a negative errno, @err borrowed. */
 typedef void (*index_sink_done_fn)(bundle_index *ix, int r, const err_info *err);
 
-/* Writes @len bytes of @data (borrowed until @done is called) and calls @done
- * exactly once, asynchronously. Returns < 0 if it could not start (then
- * @done is not called). @data is NULL when the document would pass the
+/* The document of one write: a frozen view of the entries, whose texts are
+ * shared with the index rather than copied, so writing an index of 10,000
+ * bundles (~4 MB) never holds the document in memory. */
+typedef struct index_doc index_doc;
+
+/* Reads the document: http_body_fn's shape (lib/http.h), @userdata the doc.
+ * Reads go forward from offset 0 and may start over at 0. */
+ssize_t index_doc_read(void *buf, size_t len, uint64_t offset, void *userdata);
+/* The whole document as one string (for a small target). */
+int index_doc_text(index_doc *doc, char **ret, size_t *ret_len);
+
+/* Writes the @len bytes of @doc (borrowed until @done is called) and calls
+ * @done exactly once, asynchronously. Returns < 0 if it could not start (then
+ * @done is not called). @doc is NULL when the document would pass the
  * index's maximum length (index_set_max_len()): the sink then writes what it
  * writes instead (a summary), and @len is an estimate of the full size. */
-typedef int (*index_sink_fn)(bundle_index *ix, const char *data, size_t len,
-                             index_sink_done_fn done, void *userdata);
+typedef int (*index_sink_fn)(bundle_index *ix, index_doc *doc, size_t len, index_sink_done_fn done,
+                             void *userdata);
 
 /* Called when a write that includes the state at the time of index_sync()
  * finished (r = 0) or failed (r < 0, @err says why). */

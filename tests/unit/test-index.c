@@ -31,13 +31,43 @@ static int on_answer(sd_event_source *s, uint64_t usec, void *userdata) {
         return 0;
 }
 
-static int sink(bundle_index *ix, const char *data, size_t len, index_sink_done_fn done,
+/* Reads the whole document in pieces of @chunk bytes, as a writer would. */
+static char *read_doc(index_doc *doc, size_t len, size_t chunk) {
+        char *t = malloc(len + 1);
+        uint64_t at = 0;
+        ssize_t k;
+
+        assert_non_null(t);
+        while ((k = index_doc_read(t + at, MIN(chunk, len - at), at, doc)) > 0)
+                at += (uint64_t) k;
+        assert_int_equal(k, 0);
+        assert_int_equal(at, len);
+        t[len] = '\0';
+        return t;
+}
+
+static int sink(bundle_index *ix, index_doc *doc, size_t len, index_sink_done_fn done,
                 void *userdata) {
         sink_state *st = userdata;
 
         st->writes++;
         free(st->last);
-        st->last = data ? strndup(data, len) : NULL;
+        st->last = NULL;
+        if (doc) {
+                _cleanup_free_ char *whole = NULL;
+                char head[10];
+                size_t n = 0;
+
+                /* A reader may go forward or start over at 0, not jump. */
+                assert_int_equal(index_doc_read(head, sizeof(head), 0, doc), sizeof(head));
+                assert_memory_equal(head, "{\"apiVersi", sizeof(head));
+                assert_int_equal(index_doc_read(head, sizeof(head), 20, doc), -ESPIPE);
+                /* Read in odd pieces, the same bytes as the whole text. */
+                st->last = read_doc(doc, len, 7);
+                assert_int_equal(index_doc_text(doc, &whole, &n), 0);
+                assert_int_equal(n, len);
+                assert_string_equal(whole, st->last);
+        }
         st->last_len = len;
         st->pending_done = done;
         st->pending_ix = ix;
@@ -121,6 +151,50 @@ static void test_many_syncs_share_one_write(void **state) {
                 strstr(f->sink.last, "\"ns/b099\":{\"digest\":\"sha256:00\",\"revision\":100}"));
         assert_true(startswith(
                 f->sink.last, "{\"apiVersion\":\"ballast.dev/v1alpha1\",\"bundles\":{\"ns/b000\""));
+}
+
+/* The document read from the entries is byte for byte the canonical JSON of
+ * the whole tree, in every way it can be read. */
+static void test_document_is_the_canonical_tree(void **state) {
+        fixture *f = *state;
+        /* '-' sorts before '/', and byte order is not insertion order. */
+        const char *keys[] = {"ns/b", "ns-a/z", "ns/a", "n/x", "ns/b-1", "ns/b/"};
+        _cleanup_json_ json_object *tree = json_object_new_object();
+        _cleanup_json_ json_object *bundles = json_object_new_object();
+        _cleanup_free_ char *want = NULL, *got = NULL;
+        size_t want_len = 0, got_len = 0;
+
+        /* Empty first. */
+        assert_int_equal(index_serialize(f->ix, &got, &got_len), 0);
+        assert_string_equal(got, "{\"apiVersion\":\"ballast.dev/v1alpha1\",\"bundles\":{},"
+                                 "\"kind\":\"BundleIndex\"}");
+        assert_int_equal(got_len, strlen(got));
+        assert_int_equal(got_len, index_len_estimate(f->ix));
+        got = mfree(got);
+
+        for (size_t i = 0; i < ELEMENTSOF(keys); i++) {
+                assert_int_equal(index_set(f->ix, keys[i], entry((int) i + 1)), 0);
+                json_object_object_add(bundles, keys[i], entry((int) i + 1));
+        }
+        json_object_object_add(tree, "kind", json_object_new_string("BundleIndex"));
+        json_object_object_add(tree, "bundles", json_object_get(bundles));
+        json_object_object_add(tree, "apiVersion", json_object_new_string("ballast.dev/v1alpha1"));
+        assert_int_equal(jsonx_to_canonical(tree, &want, &want_len), 0);
+
+        assert_int_equal(index_serialize(f->ix, &got, &got_len), 0);
+        assert_int_equal(got_len, want_len);
+        assert_string_equal(got, want);
+        assert_int_equal(index_len_estimate(f->ix), want_len);
+
+        /* Through a write: read in pieces of 7 bytes by the sink. */
+        {
+                counter c = {};
+
+                assert_int_equal(index_sync(f->ix, synced, &c), 0);
+                run(f, 100 * USEC_PER_MSEC);
+                assert_int_equal(c.ok, 1);
+                assert_string_equal(f->sink.last, want);
+        }
 }
 
 static void test_too_large_is_not_serialized(void **state) {
@@ -376,6 +450,8 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_raw_entries_are_kept_and_shared, setup,
                                                 teardown),
                 cmocka_unit_test_setup_teardown(test_load_reads_any_layout, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_document_is_the_canonical_tree, setup,
+                                                teardown),
                 cmocka_unit_test_setup_teardown(test_too_large_is_not_serialized, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_adopt_counts_as_written_when_too_large, setup,
                                                 teardown),

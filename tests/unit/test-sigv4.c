@@ -466,7 +466,15 @@ static s3_client *new_s3(sd_event *e, const char *token) {
         return c;
 }
 
-static void test_s3_put_signed(void **state) {
+static ssize_t produce_body(void *buf, size_t len, uint64_t offset, void *userdata) {
+        const char *b = userdata;
+        size_t n = MIN(MIN(len, (size_t) 5), strlen(b) - (size_t) offset);
+
+        memcpy(buf, b + offset, n);
+        return (ssize_t) n;
+}
+
+static void put_signed(bool produced) {
         _cleanup_(sd_event_unrefp) sd_event *e = NULL;
         _cleanup_(s3_client_freep) s3_client *c = NULL;
         _cleanup_(s3_object_freep) s3_object *obj = NULL;
@@ -479,10 +487,21 @@ static void test_s3_put_signed(void **state) {
         set_response("HTTP/1.1 200 OK\r\nETag: \"abc\"", "");
         assert_int_equal(sd_event_new(&e), 0);
         c = new_s3(e, NULL);
-        assert_int_equal(s3_put_object_sync(c, "dir/a b+c~d=é.json", body, strlen(body),
-                                            &(s3_put_opts){.content_type = "application/json"},
-                                            &obj, &err),
-                         0);
+        if (produced)
+                /* Read from a producer in 5-byte pieces: the same request. */
+                assert_int_equal(
+                        s3_put_object_sync(c, "dir/a b+c~d=é.json", NULL, strlen(body),
+                                           &(s3_put_opts){.content_type = "application/json",
+                                                          .body_fn = produce_body,
+                                                          .body_userdata = (void *) body},
+                                           &obj, &err),
+                        0);
+        else
+                assert_int_equal(
+                        s3_put_object_sync(c, "dir/a b+c~d=é.json", body, strlen(body),
+                                           &(s3_put_opts){.content_type = "application/json"}, &obj,
+                                           &err),
+                        0);
         assert_string_equal(obj->etag, "\"abc\"");
         req = take_capture(&len);
 
@@ -505,6 +524,11 @@ static void test_s3_put_signed(void **state) {
         ck = req_header(req, "x-amz-checksum-sha256");
         /* ... | openssl sha256 -binary | base64 */
         assert_string_equal(ck, "RK/0qy18MlBSVnWgjwz6lZEWjP/lF5HF9bvEF8FabDg=");
+}
+
+static void test_s3_put_signed(void **state) {
+        put_signed(false);
+        put_signed(true);
 }
 
 static void test_s3_list_signed(void **state) {
