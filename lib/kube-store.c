@@ -1,9 +1,11 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 
 /*
- * The watch's local store: objects by "namespace/name". A json-c object is
- * the hash table (json-c's linkhash: O(1) lookups, insertion-ordered
- * iteration); each value holds one reference to the stored object.
+ * The watch's local store: objects by "namespace/name", in a strmap
+ * (lib/strmap.h) of entries that hold their key and their value in one
+ * allocation: ~35 bytes an entry besides the value, where a json-c object
+ * as the map cost ~170. An entry of a plain store holds one reference to the
+ * stored object.
  *
  * A compact store keeps each object as its serialized JSON text instead (a
  * json-c string), first passed through the owner's transform. json-c spends
@@ -19,7 +21,7 @@
  * them. In the operator's benchmark a ConfigBundle with its status (~2 KiB
  * of text) is stored in ~400 bytes, a ConfigMap summary in ~230. A value is
  * the text's length (4 bytes, little-endian) followed by the deflated text,
- * held in a json-c string.
+ * right after the entry's key.
  */
 
 #include <limits.h>
@@ -28,6 +30,7 @@
 
 #include "jsonx.h"
 #include "kube-internal.h"
+#include "strmap.h"
 
 /* A small window: the objects are a few KiB, and the dictionary is the last
  * DICT_MAX bytes of the first one. deflate then needs ~48 KiB, inflate 8. */
@@ -37,8 +40,27 @@
 /* The largest scratch buffers kept between calls. */
 #define KEEP_BUF (64 * 1024)
 
+/* One object: its key, NUL-terminated, then (compact) its stored value. */
+typedef struct entry {
+        union {
+                json_object *obj; /* a plain store's object */
+                uint32_t z_len;   /* a compact store's value: bytes after the key */
+        };
+        uint64_t seq; /* insertion order, kept when the object is replaced */
+        char key[];
+} entry;
+
+static const char *entry_key(const void *e) {
+        return ((const entry *) e)->key;
+}
+
+static const unsigned char *entry_value(const entry *e) {
+        return (const unsigned char *) e->key + strlen(e->key) + 1;
+}
+
 struct kube_store {
-        json_object *map;
+        strmap map;
+        uint64_t next_seq;
         bool compact;
         kube_store_transform_fn transform;
         void *transform_userdata;
@@ -61,20 +83,26 @@ int kube_store_new(kube_store **ret) {
         s = calloc(1, sizeof(*s));
         if (!s)
                 return -ENOMEM;
-        s->map = json_object_new_object();
-        if (!s->map) {
-                free(s);
-                return -ENOMEM;
-        }
+        s->map = STRMAP_INIT(entry_key);
         *ret = s;
         return 0;
 }
 
+static void entry_free(kube_store *s, entry *e) {
+        if (e && !s->compact)
+                json_object_put(e->obj);
+        free(e);
+}
+
 kube_store *kube_store_free(kube_store *s) {
+        entry *e;
+
         if (!s)
                 return NULL;
         json_object_put(s->scratch);
-        json_object_put(s->map);
+        STRMAP_FOREACH(e, &s->map, i)
+        entry_free(s, e);
+        strmap_clear(&s->map);
         if (s->def_ready)
                 deflateEnd(&s->def);
         if (s->inf_ready)
@@ -100,10 +128,10 @@ static int grow(void *pp, size_t *cap, size_t need) {
         return 0;
 }
 
-/* The stored value for @len bytes of @text: see the top of this file. */
-static json_object *deflate_text(kube_store *s, const char *text, size_t len) {
-        json_object *v;
-        size_t bound;
+/* A compact entry for @key with @len bytes of @text: see the top of this file. */
+static entry *deflate_text(kube_store *s, const char *key, const char *text, size_t len) {
+        size_t bound, kl = strlen(key);
+        entry *v = NULL;
         int r;
 
         if (len > UINT32_MAX || len > INT_MAX / 2)
@@ -135,9 +163,14 @@ static json_object *deflate_text(kube_store *s, const char *text, size_t len) {
         s->def.next_out = s->out + 4;
         s->def.avail_out = (uInt) (bound - 4);
         r = deflate(&s->def, Z_FINISH);
-        v = r == Z_STREAM_END ? json_object_new_string_len((const char *) s->out,
-                                                           (int) (4 + s->def.total_out))
-                              : NULL;
+        if (r == Z_STREAM_END && 4 + s->def.total_out <= UINT32_MAX) {
+                v = malloc(sizeof(entry) + kl + 1 + 4 + s->def.total_out);
+                if (v) {
+                        v->z_len = (uint32_t) (4 + s->def.total_out);
+                        memcpy(v->key, key, kl + 1);
+                        memcpy(v->key + kl + 1, s->out, v->z_len);
+                }
+        }
         if (s->out_cap > KEEP_BUF) {
                 /* A rare large object: don't hold its size for good. */
                 s->out = mfree(s->out);
@@ -146,10 +179,10 @@ static json_object *deflate_text(kube_store *s, const char *text, size_t len) {
         return v;
 }
 
-/* The text of a stored value, in s->text (NUL-terminated), or NULL. */
-static const char *inflate_text(kube_store *s, json_object *v, size_t *ret_len) {
-        const unsigned char *in = (const unsigned char *) json_object_get_string(v);
-        size_t in_len = (size_t) json_object_get_string_len(v), len = 0;
+/* The text of a compact entry, in s->text (NUL-terminated), or NULL. */
+static const char *inflate_text(kube_store *s, const entry *v, size_t *ret_len) {
+        const unsigned char *in = entry_value(v);
+        size_t in_len = v->z_len, len = 0;
         int r;
 
         if (in_len < 4)
@@ -181,7 +214,7 @@ static const char *inflate_text(kube_store *s, json_object *v, size_t *ret_len) 
 int kube_store_set_compact(kube_store *s, kube_store_transform_fn transform, void *userdata) {
         if (!s)
                 return -EINVAL;
-        if (json_object_object_length(s->map) > 0)
+        if (strmap_count(&s->map) > 0)
                 return -EBUSY;
         s->compact = true;
         s->transform = transform;
@@ -189,8 +222,8 @@ int kube_store_set_compact(kube_store *s, kube_store_transform_fn transform, voi
         return 0;
 }
 
-/* The object a stored value stands for, as a new reference. */
-static json_object *expand(kube_store *s, json_object *v) {
+/* The object an entry stands for, as a new reference. */
+static json_object *expand(kube_store *s, const entry *v) {
         const char *text;
         size_t len;
         json_object *o = NULL;
@@ -198,7 +231,7 @@ static json_object *expand(kube_store *s, json_object *v) {
         if (!v)
                 return NULL;
         if (!s->compact)
-                return json_object_get(v);
+                return json_object_get(v->obj);
         text = inflate_text(s, v, &len);
         if (text)
                 (void) jsonx_parse(text, len, &o, NULL);
@@ -210,48 +243,104 @@ static json_object *expand(kube_store *s, json_object *v) {
 }
 
 json_object *kube_store_ref(kube_store *s, const char *key) {
-        json_object *v;
-
         if (!s || !key)
                 return NULL;
-        if (!json_object_object_get_ex(s->map, key, &v))
-                return NULL;
-        return expand(s, v);
+        return expand(s, strmap_get(&s->map, key));
 }
 
 json_object *kube_store_get(kube_store *s, const char *key) {
-        json_object *v;
+        entry *v;
 
         if (!s || !key)
                 return NULL;
-        if (!json_object_object_get_ex(s->map, key, &v))
+        v = strmap_get(&s->map, key);
+        if (!v)
                 return NULL;
         if (!s->compact)
-                return v;
+                return v->obj;
         json_object_put(s->scratch);
         s->scratch = expand(s, v);
         return s->scratch;
 }
 
 bool kube_store_contains(kube_store *s, const char *key) {
-        return s && key && json_object_object_get_ex(s->map, key, NULL);
+        return s && key && strmap_get(&s->map, key);
 }
 
 size_t kube_store_count(kube_store *s) {
-        return s ? (size_t) json_object_object_length(s->map) : 0;
+        return s ? strmap_count(&s->map) : 0;
+}
+
+typedef struct key_ref {
+        uint64_t seq;
+        size_t at; /* in the key buffer */
+} key_ref;
+
+static int key_ref_cmp(const void *a, const void *b) {
+        uint64_t x = ((const key_ref *) a)->seq, y = ((const key_ref *) b)->seq;
+
+        return x < y ? -1 : x > y;
+}
+
+/* The keys in the order they were first stored, collected first (@fn may
+ * change the store): one buffer of NUL-terminated keys, *@ret_len bytes. */
+static int collect_keys(kube_store *s, char **ret, size_t *ret_len) {
+        _cleanup_free_ key_ref *refs = NULL;
+        _cleanup_free_ char *scratch = NULL;
+        size_t len = 0, at = 0, n = 0;
+        char *keys;
+        entry *e;
+
+        STRMAP_FOREACH(e, &s->map, i)
+        len += strlen(e->key) + 1;
+        refs = calloc(strmap_count(&s->map) ?: 1, sizeof(key_ref));
+        scratch = malloc(len ?: 1);
+        keys = malloc(len ?: 1);
+        if (!refs || !scratch || !keys) {
+                free(keys);
+                return -ENOMEM;
+        }
+        STRMAP_FOREACH(e, &s->map, i) {
+                size_t kl = strlen(e->key) + 1;
+
+                memcpy(scratch + at, e->key, kl);
+                refs[n++] = (key_ref){.seq = e->seq, .at = at};
+                at += kl;
+        }
+        qsort(refs, n, sizeof(key_ref), key_ref_cmp);
+        at = 0;
+        for (size_t i = 0; i < n; i++) {
+                size_t kl = strlen(scratch + refs[i].at) + 1;
+
+                memcpy(keys + at, scratch + refs[i].at, kl);
+                at += kl;
+        }
+        *ret = keys;
+        *ret_len = len;
+        return 0;
 }
 
 int kube_store_foreach(kube_store *s, int (*fn)(const char *key, json_object *obj, void *userdata),
                        void *userdata) {
+        _cleanup_free_ char *keys = NULL;
+        size_t len;
+        int r;
+
         if (!s || !fn)
                 return -EINVAL;
-        json_object_object_foreach(s->map, key, v) {
-                _cleanup_json_ json_object *obj = expand(s, v);
-                int r;
+        r = collect_keys(s, &keys, &len);
+        if (r < 0)
+                return r;
+        for (const char *k = keys; k < keys + len; k += strlen(k) + 1) {
+                entry *v = strmap_get(&s->map, k);
+                _cleanup_json_ json_object *obj = NULL;
 
+                if (!v)
+                        continue; /* removed by @fn */
+                obj = expand(s, v);
                 if (!obj)
                         return -ENOMEM;
-                r = fn(key, obj, userdata);
+                r = fn(k, obj, userdata);
                 if (r != 0)
                         return r;
         }
@@ -260,27 +349,43 @@ int kube_store_foreach(kube_store *s, int (*fn)(const char *key, json_object *ob
 
 int kube_store_foreach_key(kube_store *s, int (*fn)(const char *key, void *userdata),
                            void *userdata) {
+        _cleanup_free_ char *keys = NULL;
+        size_t len;
+        int r;
+
         if (!s || !fn)
                 return -EINVAL;
-        json_object_object_foreach(s->map, key, v) {
-                int r;
-
-                (void) v;
-                r = fn(key, userdata);
+        r = collect_keys(s, &keys, &len);
+        if (r < 0)
+                return r;
+        for (const char *k = keys; k < keys + len; k += strlen(k) + 1) {
+                if (!strmap_get(&s->map, k))
+                        continue;
+                r = fn(k, userdata);
                 if (r != 0)
                         return r;
         }
         return 0;
 }
 
-/* The value to store for @obj: @obj itself, or its (transformed) text. */
-static json_object *condense(kube_store *s, json_object *obj) {
+/* The entry to store for @obj under @key: @obj itself, or its (transformed)
+ * text, deflated. */
+static entry *condense(kube_store *s, const char *key, json_object *obj) {
         _cleanup_json_ json_object *t = NULL;
         const char *text;
         size_t len;
+        entry *e;
 
-        if (!s->compact)
-                return json_object_get(obj);
+        if (!s->compact) {
+                size_t kl = strlen(key);
+
+                e = malloc(sizeof(entry) + kl + 1);
+                if (!e)
+                        return NULL;
+                e->obj = json_object_get(obj);
+                memcpy(e->key, key, kl + 1);
+                return e;
+        }
         if (s->transform) {
                 t = s->transform(obj, s->transform_userdata);
                 if (!t)
@@ -290,24 +395,24 @@ static json_object *condense(kube_store *s, json_object *obj) {
                 t ?: obj, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &len);
         if (!text)
                 return NULL;
-        return deflate_text(s, text, len);
+        return deflate_text(s, key, text, len);
 }
 
 /* Counts @v in (@sign 1) or out (-1) of the store's sizes. */
-static void account(kube_store *s, json_object *v, int sign) {
+static void account(kube_store *s, const entry *v, int sign) {
         const unsigned char *p;
         size_t len = 0;
 
-        if (!s->compact || !v || json_object_get_string_len(v) < 4)
+        if (!s->compact || !v || v->z_len < 4)
                 return;
-        p = (const unsigned char *) json_object_get_string(v);
+        p = entry_value(v);
         for (unsigned i = 0; i < 4; i++)
                 len |= (size_t) p[i] << (8 * i);
         if (sign > 0) {
-                s->bytes += (size_t) json_object_get_string_len(v);
+                s->bytes += v->z_len;
                 s->text_bytes += len;
         } else {
-                s->bytes -= (size_t) json_object_get_string_len(v);
+                s->bytes -= v->z_len;
                 s->text_bytes -= len;
         }
 }
@@ -319,43 +424,43 @@ size_t kube_store_bytes(kube_store *s, size_t *ret_text_bytes) {
 }
 
 int kube_store_put(kube_store *s, const char *key, json_object *obj, json_object **ret_old) {
-        json_object *old = NULL, *v;
+        entry *v, *old = NULL;
+        int r;
 
         if (!s || !key || !obj)
                 return -EINVAL;
-        v = condense(s, obj);
+        v = condense(s, key, obj);
         if (!v)
                 return -ENOMEM;
-        /* Keep the previous value alive across the replacement, which puts
-         * the store's reference to it. */
-        if (json_object_object_get_ex(s->map, key, &old) && old)
-                json_object_get(old);
-        if (json_object_object_add(s->map, key, v) < 0) {
-                json_object_put(v);
-                json_object_put(old);
-                return -ENOMEM;
+        v->seq = s->next_seq;
+        r = strmap_put(&s->map, v, (void **) &old);
+        if (r < 0) {
+                entry_free(s, v);
+                return r;
         }
+        if (old)
+                v->seq = old->seq; /* a replaced object keeps its place */
+        else
+                s->next_seq++;
         account(s, old, -1);
         account(s, v, 1);
-        if (ret_old && old && s->compact) {
+        if (ret_old)
                 *ret_old = expand(s, old);
-                json_object_put(old);
-        } else if (ret_old)
-                *ret_old = old;
-        else
-                json_object_put(old);
+        entry_free(s, old);
         return 0;
 }
 
 json_object *kube_store_remove(kube_store *s, const char *key) {
-        json_object *old, *ret;
+        entry *old;
+        json_object *ret;
 
         if (!s || !key)
                 return NULL;
-        if (!json_object_object_get_ex(s->map, key, &old) || !old)
+        old = strmap_remove(&s->map, key);
+        if (!old)
                 return NULL;
         ret = expand(s, old);
         account(s, old, -1);
-        json_object_object_del(s->map, key);
+        entry_free(s, old);
         return ret;
 }

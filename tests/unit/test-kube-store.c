@@ -109,6 +109,57 @@ static void exercise(bool compact) {
         assert_int_equal(kube_store_count(s), 1);
 }
 
+typedef struct order {
+        kube_store *s;
+        char seen[64];
+        const char *remove; /* removed when the first key is visited */
+} order;
+
+static int record_key(const char *key, void *userdata) {
+        order *o = userdata;
+
+        strcat(o->seen, key + 3); /* after "ns/" */
+        if (o->remove) {
+                json_object_put(kube_store_remove(o->s, o->remove));
+                o->remove = NULL;
+        }
+        return 0;
+}
+
+/* Iteration is in the order keys were first stored, a replaced object keeps
+ * its place, and @fn may remove what it has not visited yet. */
+static void check_order(bool compact) {
+        _cleanup_(kube_store_freep) kube_store *s = NULL;
+        order o = {};
+        const char *names[] = {"a", "b", "c", "d"};
+
+        assert_int_equal(kube_store_new(&s), 0);
+        if (compact)
+                assert_int_equal(kube_store_set_compact(s, NULL, NULL), 0);
+        for (size_t i = 0; i < ELEMENTSOF(names); i++) {
+                char key[8];
+
+                snprintf(key, sizeof(key), "ns/%s", names[i]);
+                assert_int_equal(kube_store_put(s, key, obj(names[i], "1", ""), NULL), 0);
+        }
+        assert_int_equal(kube_store_put(s, "ns/b", obj("b", "2", ""), NULL), 0);
+        json_object_put(kube_store_remove(s, "ns/a"));
+        assert_int_equal(kube_store_put(s, "ns/a", obj("a", "3", ""), NULL), 0);
+        o.s = s;
+        assert_int_equal(kube_store_foreach_key(s, record_key, &o), 0);
+        assert_string_equal(o.seen, "bcda");
+
+        o = (order){.s = s, .remove = "ns/d"};
+        assert_int_equal(kube_store_foreach_key(s, record_key, &o), 0);
+        assert_string_equal(o.seen, "bca");
+        assert_int_equal(kube_store_count(s), 3);
+}
+
+static void test_iteration_order(void **state) {
+        check_order(false);
+        check_order(true);
+}
+
 static void test_tree_store(void **state) {
         exercise(false);
 }
@@ -217,6 +268,7 @@ static void test_compact_deflates(void **state) {
 
 int main(void) {
         const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_iteration_order),
                 cmocka_unit_test(test_tree_store),
                 cmocka_unit_test(test_compact_store),
                 cmocka_unit_test(test_compact_only_when_empty),
