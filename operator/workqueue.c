@@ -1,15 +1,13 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 
-#include <json-c/linkhash.h>
-
 #include "loop.h"
 #include "ratelimit.h"
+#include "strmap.h"
 #include "workqueue.h"
 
 #define HEAP_NONE SIZE_MAX
 
 typedef struct wq_item {
-        char *key;
         bool queued;   /* in the ready FIFO */
         bool inflight; /* handed to the reconcile function */
         bool parked;   /* in flight, but waiting without a worker (workqueue_park()) */
@@ -22,6 +20,7 @@ typedef struct wq_item {
         workqueue_resume_fn resume;
         void *resume_userdata;
         struct wq_item *resume_next;
+        char key[];
 } wq_item;
 
 struct workqueue {
@@ -31,7 +30,7 @@ struct workqueue {
         void *userdata;
         bool paused;
 
-        struct lh_table *items;             /* key -> wq_item; the table owns the items */
+        strmap items;                       /* of wq_item, owned: keys with state only */
         wq_item *head, *tail;               /* ready FIFO */
         wq_item *resume_head, *resume_tail; /* parked keys waiting for a worker */
         unsigned n_ready, n_inflight, n_parked;
@@ -45,49 +44,40 @@ struct workqueue {
         sd_event_source *dispatch_defer;
 };
 
-static void item_free_entry(struct lh_entry *ent) {
-        wq_item *it = (wq_item *) lh_entry_v(ent);
-
-        free(it->key);
-        free(it);
+static const char *item_key(const void *it) {
+        return ((const wq_item *) it)->key;
 }
 
 static wq_item *item_get(workqueue *q, const char *key) {
-        void *v = NULL;
-
-        return lh_table_lookup_ex(q->items, key, &v) ? v : NULL;
+        return strmap_get(&q->items, key);
 }
 
 static wq_item *item_get_or_new(workqueue *q, const char *key) {
         wq_item *it = item_get(q, key);
+        size_t kl = strlen(key);
+        void *old;
 
         if (it)
                 return it;
-        it = calloc(1, sizeof(*it));
+        it = calloc(1, sizeof(*it) + kl + 1);
         if (!it)
                 return NULL;
-        it->key = strdup(key);
-        if (!it->key) {
-                free(it);
-                return NULL;
-        }
+        memcpy(it->key, key, kl + 1);
         it->heap_idx = HEAP_NONE;
-        if (lh_table_insert(q->items, it->key, it) < 0) {
-                free(it->key);
+        if (strmap_put(&q->items, it, &old) < 0) {
                 free(it);
                 return NULL;
         }
         return it;
 }
 
-/* Drops an item that carries no state any more. Only workqueue_forget() (the
- * object was deleted) and failed inserts drop items: json-c's linkhash leaves a
- * tombstone per deletion that lookups must step over, so keys that merely went
- * idle keep their small item (one per live object). */
+/* Drops an item that carries no state any more: a key that is neither queued,
+ * in flight, waiting nor failing costs nothing. */
 static void item_maybe_drop(workqueue *q, wq_item *it) {
-        if (it->queued || it->inflight || it->heap_idx != HEAP_NONE || it->failures > 0)
+        if (it->queued || it->inflight || it->heap_idx != HEAP_NONE || it->failures > 0 ||
+            it->dirty)
                 return;
-        lh_table_delete(q->items, it->key); /* frees it via item_free_entry */
+        free(strmap_remove(&q->items, it->key));
 }
 
 /* ---- the delay heap: O(log n) per operation ---- */
@@ -332,9 +322,7 @@ int workqueue_new(sd_event *e, const workqueue_opts *opts, workqueue_reconcile_f
                 q->opts.burst = 100;
         ratelimit_init(&q->bucket, q->opts.qps, q->opts.burst, loop_now(e));
 
-        q->items = lh_kchar_table_new(64, item_free_entry);
-        if (!q->items)
-                return -ENOMEM;
+        q->items = STRMAP_INIT(item_key);
         r = sd_event_add_defer(e, &q->dispatch_defer, on_dispatch, q);
         if (r < 0)
                 return r;
@@ -344,12 +332,15 @@ int workqueue_new(sd_event *e, const workqueue_opts *opts, workqueue_reconcile_f
 }
 
 workqueue *workqueue_free(workqueue *q) {
+        wq_item *it;
+
         if (!q)
                 return NULL;
         sd_event_source_disable_unref(q->dispatch_defer);
         sd_event_source_disable_unref(q->delay_timer);
-        if (q->items)
-                lh_table_free(q->items);
+        STRMAP_FOREACH(it, &q->items, i)
+        free(it);
+        strmap_clear(&q->items);
         free(q->heap);
         sd_event_unref(q->event);
         free(q);
@@ -431,6 +422,7 @@ void workqueue_done(workqueue *q, const char *key, int r) {
                 it->dirty = false;
                 item_push(q, it);
         }
+        item_maybe_drop(q, it); /* @key may be its key: not used after this */
         dispatch_schedule(q);
 }
 
@@ -511,8 +503,12 @@ unsigned workqueue_inflight(const workqueue *q) {
         return q->n_inflight;
 }
 
-unsigned workqueue_failures(const workqueue *q, const char *key) {
-        void *v = NULL;
+size_t workqueue_keys(const workqueue *q) {
+        return strmap_count(&q->items);
+}
 
-        return lh_table_lookup_ex(q->items, key, &v) ? ((wq_item *) v)->failures : 0;
+unsigned workqueue_failures(const workqueue *q, const char *key) {
+        const wq_item *it = strmap_get(&q->items, key);
+
+        return it ? it->failures : 0;
 }

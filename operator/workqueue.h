@@ -85,6 +85,9 @@ void workqueue_set_paused(workqueue *q, bool paused);
 
 unsigned workqueue_len(const workqueue *q);      /* pending keys */
 unsigned workqueue_inflight(const workqueue *q); /* reconciles running */
+/* Keys the queue holds state for: queued, in flight, waiting or failing. A
+ * key that went idle costs nothing. */
+size_t workqueue_keys(const workqueue *q);
 unsigned workqueue_failures(const workqueue *q, const char *key);
 
 /* Counters since creation, client-go's workqueue_adds_total and

@@ -73,6 +73,8 @@ static void test_adds_are_deduplicated(void **state) {
         /* Only the adds that queued a key count (client-go's adds_total). */
         assert_int_equal(workqueue_adds(q), 2);
         assert_int_equal(workqueue_retries(q), 0);
+        /* Done and idle: nothing is kept for either key. */
+        assert_int_equal(workqueue_keys(q), 0);
         finish(&rec, q);
 }
 
@@ -120,6 +122,7 @@ static void test_failures_back_off_exponentially_and_success_forgets(void **stat
         /* Each failure is a retry; each retry that came due, an add. */
         assert_int_equal(workqueue_retries(q), 4);
         assert_int_equal(workqueue_adds(q), 4);
+        assert_int_equal(workqueue_keys(q), 1); /* its failures and its retry */
 
         /* A success resets the history: the next failure waits the base delay. */
         rec.result = 0;
@@ -128,6 +131,7 @@ static void test_failures_back_off_exponentially_and_success_forgets(void **stat
         assert_int_equal(workqueue_failures(q, "ns/a"), 0);
         assert_int_equal(workqueue_retries(q), 4);
         assert_int_equal(workqueue_adds(q), 5);
+        assert_int_equal(workqueue_keys(q), 0);
         finish(&rec, q);
 }
 
