@@ -103,6 +103,9 @@ struct http_request {
         bool responded;
 };
 
+/* curl's upload buffer (its minimum), for a body read through on_curl_read(). */
+#define UPLOAD_BUFFER 16384
+
 /* ---- small helpers ------------------------------------------------------ */
 
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
@@ -900,7 +903,7 @@ static int setup_easy(http_request *req, const http_request_opts *o) {
         /* curl's default upload buffer is 64 KiB per transfer; bodies here
          * are small and a big one streams fine in 16 KiB (the minimum). With
          * hundreds of PATCHes in flight that is the bulk of our heap. */
-        SET(CURLOPT_UPLOAD_BUFFERSIZE, 16384L);
+        SET(CURLOPT_UPLOAD_BUFFERSIZE, (long) UPLOAD_BUFFER);
         SET(CURLOPT_HTTP_VERSION, (long) CURL_HTTP_VERSION_2TLS);
         /* Wait for a connection that may multiplex rather than opening a
          * parallel one: many watches share one HTTP/2 connection. */
@@ -916,7 +919,9 @@ static int setup_easy(http_request *req, const http_request_opts *o) {
         else if (streq(method, "GET") && !o->body)
                 SET(CURLOPT_HTTPGET, 1L);
         else {
-                if (has_body && (o->body_fn || (o->body_borrowed && o->body_len > 0))) {
+                /* A borrowed body of at most the upload buffer curl would
+                 * allocate to read it is cheaper to copy. */
+                if (has_body && (o->body_fn || (o->body_borrowed && o->body_len > UPLOAD_BUFFER))) {
                         /* Through on_curl_read(): nothing copied, and a
                          * cancelled request never touches the body again. */
                         req->upload_fn = o->body_fn ?: read_borrowed;

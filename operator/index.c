@@ -4,6 +4,7 @@
 #include "index.h"
 #include "jsonx.h"
 #include "loop.h"
+#include "strmap.h"
 
 typedef struct waiter {
         index_synced_fn fn;
@@ -16,9 +17,10 @@ struct bundle_index {
         index_sink_fn sink;
         void *sink_userdata;
         uint64_t coalesce_usec;
-        /* "NS/NAME" -> entry, as canonical text (jsonx_new_raw()): a tree
-         * would cost ~3 KiB an entry in json-c, the text ~350 bytes. */
-        json_object *bundles;
+        /* of ix_entry: "NS/NAME" -> the entry as canonical text
+         * (jsonx_new_raw()): a tree would cost ~3 KiB an entry in json-c,
+         * the text ~350 bytes. */
+        strmap bundles;
         json_object *scratch; /* what index_get() last returned */
         size_t entries_len;   /* the keys and texts of all entries, in bytes */
         size_t max_len;       /* index_set_max_len() */
@@ -68,16 +70,44 @@ void index_set_max_len(bundle_index *ix, size_t max_len) {
         ix->max_len = max_len;
 }
 
+typedef struct ix_entry {
+        json_object *text; /* raw: maybe shared with another index */
+        char key[];
+} ix_entry;
+
+static const char *ix_entry_key(const void *e) {
+        return ((const ix_entry *) e)->key;
+}
+
+static void map_free(strmap *m) {
+        ix_entry *e;
+
+        STRMAP_FOREACH(e, m, i) {
+                json_object_put(e->text);
+                free(e);
+        }
+        strmap_clear(m);
+}
+
 /* Adds @t as the entry for @key (stealing the reference), keeping count of
  * the document's size. */
-static int put_entry(json_object *map, size_t *len, const char *key, json_object *t) {
-        json_object *old;
+static int put_entry(strmap *map, size_t *len, const char *key, json_object *t) {
+        size_t kl = strlen(key);
+        ix_entry *e = malloc(sizeof(ix_entry) + kl + 1), *old = NULL;
 
-        if (json_object_object_get_ex(map, key, &old) && old)
-                *len -= member_len(key, old);
-        if (json_object_object_add(map, key, t) < 0) {
+        if (e) {
+                e->text = t;
+                memcpy(e->key, key, kl + 1);
+        }
+        if (!e || strmap_put(map, e, (void **) &old) < 0) {
+                free(e);
                 json_object_put(t);
                 return -ENOMEM;
+        }
+        if (old) {
+                *len -= member_len(key, old->text);
+                json_object_put(old->text);
+                free(old);
         }
         *len += member_len(key, t);
         return 0;
@@ -128,25 +158,25 @@ static int doc_new(bundle_index *ix, index_doc **ret) {
         _cleanup_(doc_freep) index_doc *d = calloc(1, sizeof(*d));
         size_t n = index_count(ix), keys_len = 0, at = 0;
 
+        ix_entry *e;
+
         if (!d)
                 return -ENOMEM;
-        json_object_object_foreach(ix->bundles, k0, v0) {
-                (void) v0;
-                keys_len += strlen(k0) + 1;
-        }
+        STRMAP_FOREACH(e, &ix->bundles, i)
+        keys_len += strlen(e->key) + 1;
         d->entries = calloc(n ?: 1, sizeof(doc_entry));
         d->keys = malloc(keys_len ?: 1);
         if (!d->entries || !d->keys)
                 return -ENOMEM;
         d->len = strlen(DOC_HEAD) + strlen(DOC_TAIL);
-        json_object_object_foreach(ix->bundles, key, text) {
-                size_t kl = strlen(key);
+        STRMAP_FOREACH(e, &ix->bundles, i) {
+                size_t kl = strlen(e->key);
 
-                memcpy(d->keys + at, key, kl + 1);
+                memcpy(d->keys + at, e->key, kl + 1);
                 d->entries[d->n++] =
-                        (doc_entry){.key = d->keys + at, .text = json_object_get(text)};
+                        (doc_entry){.key = d->keys + at, .text = json_object_get(e->text)};
                 at += kl + 1;
-                d->len += (d->n > 1) + kl + 3 + (size_t) json_object_get_string_len(text);
+                d->len += (d->n > 1) + kl + 3 + (size_t) json_object_get_string_len(e->text);
         }
         qsort(d->entries, d->n, sizeof(doc_entry), doc_entry_cmp);
         *ret = TAKE_PTR(d);
@@ -326,11 +356,7 @@ int index_new(sd_event *e, index_sink_fn sink, void *sink_userdata, uint64_t coa
         ix = calloc(1, sizeof(*ix));
         if (!ix)
                 return -ENOMEM;
-        ix->bundles = json_object_new_object();
-        if (!ix->bundles) {
-                free(ix);
-                return -ENOMEM;
-        }
+        ix->bundles = STRMAP_INIT(ix_entry_key);
         ix->event = sd_event_ref(e);
         ix->sink = sink;
         ix->sink_userdata = sink_userdata;
@@ -349,7 +375,7 @@ bundle_index *index_free(bundle_index *ix) {
         waiters_complete(TAKE_PTR(ix->pending), -ECANCELED, &e);
         sd_event_source_disable_unref(ix->timer);
         sd_event_source_disable_unref(ix->defer);
-        json_object_put(ix->bundles);
+        map_free(&ix->bundles);
         json_object_put(ix->scratch);
         doc_free(ix->writing_doc);
         sd_event_unref(ix->event);
@@ -358,8 +384,8 @@ bundle_index *index_free(bundle_index *ix) {
 }
 
 typedef struct load_state {
-        json_object *raw; /* the entries read so far */
-        size_t len;       /* their size, as entries_len */
+        strmap *raw; /* the entries read so far */
+        size_t len;  /* their size, as entries_len */
         bool is_index, has_bundles;
         err_info *err;
 } load_state;
@@ -409,20 +435,20 @@ static int load_member(const char *key, const char *value, size_t len, void *use
 }
 
 int index_load(bundle_index *ix, const char *data, size_t len, err_info *ret_err) {
-        _cleanup_json_ json_object *raw = json_object_new_object();
-        load_state st = {.raw = raw, .err = ret_err};
+        strmap raw = STRMAP_INIT(ix_entry_key);
+        load_state st = {.raw = &raw, .err = ret_err};
         int r;
 
-        if (!raw)
-                return -ENOMEM;
         r = jsonx_object_members(data, len, load_member, &st, ret_err);
-        if (r < 0)
+        if (r >= 0 && (!st.is_index || !st.has_bundles))
+                r = err_info_set(ret_err, -EBADMSG,
+                                 "not a BundleIndex document (kind and a bundles map needed)");
+        if (r < 0) {
+                map_free(&raw);
                 return r;
-        if (!st.is_index || !st.has_bundles)
-                return err_info_set(ret_err, -EBADMSG,
-                                    "not a BundleIndex document (kind and a bundles map needed)");
-        json_object_put(ix->bundles);
-        ix->bundles = TAKE_PTR(raw);
+        }
+        map_free(&ix->bundles);
+        ix->bundles = raw;
         ix->entries_len = st.len;
         ix->have_last_written = hash_sha256_hex(data, len, ix->last_written) >= 0;
         ix->dirty = false;
@@ -430,20 +456,17 @@ int index_load(bundle_index *ix, const char *data, size_t len, err_info *ret_err
 }
 
 int index_adopt(bundle_index *ix, bundle_index *from, size_t written_count) {
-        _cleanup_json_ json_object *map = json_object_new_object();
+        strmap map = STRMAP_INIT(ix_entry_key);
+        size_t len = 0;
+        ix_entry *e;
 
-        if (!map)
+        STRMAP_FOREACH(e, &from->bundles, i)
+        if (put_entry(&map, &len, e->key, json_object_get(e->text)) < 0) {
+                map_free(&map);
                 return -ENOMEM;
-        json_object_object_foreach(from->bundles, key, entry) {
-                json_object *ref = json_object_get(entry);
-
-                if (json_object_object_add(map, key, ref) < 0) {
-                        json_object_put(ref);
-                        return -ENOMEM;
-                }
         }
-        json_object_put(ix->bundles);
-        ix->bundles = TAKE_PTR(map);
+        map_free(&ix->bundles);
+        ix->bundles = map;
         ix->entries_len = from->entries_len;
         ix->dirty = false;
         /* Written only if the target's summary is the one these entries make;
@@ -456,9 +479,9 @@ int index_adopt(bundle_index *ix, bundle_index *from, size_t written_count) {
 
 /* The stored text of the entry for @key, or NULL. */
 static json_object *stored(bundle_index *ix, const char *key) {
-        json_object *v;
+        ix_entry *e = strmap_get(&ix->bundles, key);
 
-        return json_object_object_get_ex(ix->bundles, key, &v) ? v : NULL;
+        return e ? e->text : NULL;
 }
 
 int index_set(bundle_index *ix, const char *key, json_object *entry) {
@@ -484,7 +507,7 @@ int index_set(bundle_index *ix, const char *key, json_object *entry) {
                         return -ENOMEM;
         }
         ix->dirty = true;
-        return put_entry(ix->bundles, &ix->entries_len, key, t);
+        return put_entry(&ix->bundles, &ix->entries_len, key, t);
 }
 
 void index_share(bundle_index *ix, const char *key, json_object *raw) {
@@ -492,17 +515,18 @@ void index_share(bundle_index *ix, const char *key, json_object *raw) {
 
         if (old && old != raw && jsonx_raw_text(raw) &&
             streq(json_object_get_string(old), jsonx_raw_text(raw)))
-                (void) put_entry(ix->bundles, &ix->entries_len, key, json_object_get(raw));
+                (void) put_entry(&ix->bundles, &ix->entries_len, key, json_object_get(raw));
 }
 
 void index_remove(bundle_index *ix, const char *key) {
-        json_object *old = stored(ix, key);
+        ix_entry *e = strmap_remove(&ix->bundles, key);
 
-        if (!old)
+        if (!e)
                 return;
-        ix->entries_len -= member_len(key, old);
+        ix->entries_len -= member_len(key, e->text);
         ix->dirty = true;
-        json_object_object_del(ix->bundles, key);
+        json_object_put(e->text);
+        free(e);
 }
 
 bool index_is_persisted(const bundle_index *ix) {
@@ -533,16 +557,15 @@ bool index_holds(bundle_index *ix, const char *key, json_object *entry) {
 }
 
 size_t index_count(const bundle_index *ix) {
-        return (size_t) json_object_object_length(ix->bundles);
+        return strmap_count(&ix->bundles);
 }
 
 int index_foreach_key(bundle_index *ix, int (*fn)(const char *key, void *userdata),
                       void *userdata) {
-        json_object_object_foreach(ix->bundles, key, entry) {
-                int r;
+        ix_entry *e;
 
-                (void) entry;
-                r = fn(key, userdata);
+        STRMAP_FOREACH(e, &ix->bundles, i) {
+                int r = fn(e->key, userdata);
 
                 if (r != 0)
                         return r;

@@ -100,7 +100,8 @@ bool index_contains(bundle_index *ix, const char *key);
 bool index_holds(bundle_index *ix, const char *key, json_object *entry);
 size_t index_count(const bundle_index *ix);
 
-/* Calls @fn for each key until it returns non-zero. */
+/* Calls @fn for each key until it returns non-zero; @fn must not change
+ * the index. */
 int index_foreach_key(bundle_index *ix, int (*fn)(const char *key, void *userdata), void *userdata);
 
 /* Asks for a write including the current state; @done is called later (never
