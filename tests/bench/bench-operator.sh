@@ -198,9 +198,10 @@ operator needs a small fraction of what the kube-apiserver and etcd spend servin
 same two cores, so the time to publish is bounded by the API server's write throughput, not by the
 operator. Memory: the watch caches keep each ConfigBundle as deflated JSON text and each bundle
 ConfigMap as a summary with `sha256:` digests instead of the manifest (see "Compact stores" in
-docs/kube-client.md); both indexes share one text per entry; `index.json` is read back entry by
-entry; reconciles waiting for an index write hold neither the manifest nor the spec and take a
-worker again for their status write. Peak RSS includes the shared libraries' pages (about 11 MiB
+docs/kube-client.md); both indexes share one text per entry; every per-bundle map is a `strmap`
+(~35 bytes an entry); `index.json` is produced piece by piece as it is hashed and sent, and read
+back entry by entry; reconciles waiting for an index write hold neither the manifest nor the spec
+and take a worker again for their status write. Peak RSS includes the shared libraries' pages (about 11 MiB
 of an idle operator's 13.1 MiB, since expat replaced libxml2, ICU and libstdc++); the anonymous
 figure is the rest. `ballast_operator_heap_bytes` splits the heap into what is in use and what
 malloc holds free.
