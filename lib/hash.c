@@ -61,7 +61,7 @@ int hash_read(hash_read_fn read, void *userdata, uint64_t len, unsigned char ret
                         return (int) k;
                 if (k == 0)
                         break;
-                if ((uint64_t) k > len - at)
+                if ((size_t) k > sizeof(chunk) || (uint64_t) k > len - at)
                         return -EIO;
                 if (EVP_DigestUpdate(sha, chunk, (size_t) k) != 1 ||
                     (md5 && EVP_DigestUpdate(md5, chunk, (size_t) k) != 1))

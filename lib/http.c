@@ -511,8 +511,10 @@ static size_t on_curl_read(char *buf, size_t size, size_t n, void *userdata) {
                 req->abort_error = (int) k;
                 return CURL_READFUNC_ABORT;
         }
-        if ((size_t) k > size * n || (uint64_t) k > req->upload_len - req->upload_off) {
-                req->abort_error = -EIO; /* more than asked for, or than announced */
+        if ((size_t) k > size * n || (uint64_t) k > req->upload_len - req->upload_off ||
+            (k == 0 && size * n > 0 && req->upload_off < req->upload_len)) {
+                /* More than asked for or announced, or less than announced. */
+                req->abort_error = -EIO;
                 return CURL_READFUNC_ABORT;
         }
         req->upload_off += (uint64_t) k;
@@ -837,6 +839,8 @@ static int validate_opts(const http_request_opts *o) {
                 return -EINVAL;
         if (o->body_fn ? o->body || o->body_borrowed : !o->body && o->body_len > 0)
                 return -EINVAL;
+        if (o->body_fn && (!o->method || streq(o->method, "GET") || streq(o->method, "HEAD")))
+                return -EINVAL; /* a producer needs a method that sends a body */
         if (has_crlf(o->url) || has_crlf(o->bearer_token) || has_crlf(o->aws_sigv4) ||
             has_crlf(o->userpwd))
                 return -EINVAL;

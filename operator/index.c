@@ -398,6 +398,12 @@ static int load_entry(const char *key, const char *value, size_t len, void *user
         size_t n;
         int r;
 
+        /* The document is written with its keys as they are (index_doc):
+         * a key that would need escaping is no "NS/NAME" of Kubernetes. */
+        for (const char *p = key; *p; p++)
+                if ((unsigned char) *p < 0x20 || *p == '"' || *p == '\\')
+                        return err_info_set(st->err, -EBADMSG,
+                                            "index entry key '%s' is not a namespace/name", key);
         r = jsonx_parse(value, len, &entry, st->err);
         if (r < 0)
                 return r;

@@ -450,6 +450,12 @@ static void test_borrowed_and_produced_bodies(void **state) {
                 o.body = NULL;
                 o.body_borrowed = true;
                 assert_int_equal(start(c, &o, &res, NULL), -EINVAL);
+                /* ... and so is a producer for a method that sends no body. */
+                o.body_borrowed = false;
+                o.method = NULL;
+                assert_int_equal(start(c, &o, &res, NULL), -EINVAL);
+                o.method = "HEAD";
+                assert_int_equal(start(c, &o, &res, NULL), -EINVAL);
                 assert_int_equal(res.calls, 0);
         }
 }
@@ -478,6 +484,25 @@ static void test_produced_body_fails_or_is_cancelled(void **state) {
         assert_int_equal(res.calls, 1);
         assert_int_equal(res.r, -EIO);
         assert_int_equal(failing.calls, 3);
+
+        /* A producer that ends before the announced length fails the request. */
+        {
+                producer shorter = {.len = n / 2, .chunk = 4096};
+                result res3 = {};
+
+                assert_int_equal(start(c,
+                                       &(http_request_opts){.method = "PUT",
+                                                            .url = url("/echo"),
+                                                            .body_len = n,
+                                                            .body_fn = produce,
+                                                            .body_userdata = &shorter},
+                                       &res3, NULL),
+                                 0);
+                assert_int_equal(loop_run_until(e, &res3.done, 5 * USEC_PER_SEC), 0);
+                assert_int_equal(res3.calls, 1);
+                assert_int_equal(res3.r, -EIO);
+                result_done(&res3);
+        }
 
         /* Cancelled from inside the producer (curl is running): the producer
          * is never called again and the request never completes. */

@@ -363,6 +363,16 @@ static void test_load_validates_and_is_not_rewritten(void **state) {
         const char *bad = "{\"kind\":\"BundleIndex\",\"bundles\":{\"x\":{}}}";
         assert_int_equal(index_load(f->ix, bad, strlen(bad), &e), -EBADMSG);
         assert_non_null(strstr(e.message, "'x' has no positive revision"));
+        {
+                /* A key that would need escaping could inject members when
+                 * the document is written again: refused. */
+                const char *quoted = "{\"kind\":\"BundleIndex\",\"bundles\":{\"a\\\"b\":"
+                                     "{\"revision\":1}}}";
+
+                assert_int_equal(index_load(f->ix, quoted, strlen(quoted), &e), -EBADMSG);
+                assert_non_null(strstr(e.message, "is not a namespace/name"));
+                assert_int_equal(index_count(f->ix), 0);
+        }
         assert_int_equal(index_load(f->ix, good, strlen(good), &e), 0);
         assert_int_equal(index_count(f->ix), 1);
         assert_int_equal(jsonx_get_int(index_get(f->ix, "ns/a"), "revision", 0), 4);
