@@ -128,6 +128,14 @@ static int record_key(const char *key, void *userdata) {
 
 /* Iteration is in the order keys were first stored, a replaced object keeps
  * its place, and @fn may remove what it has not visited yet. */
+/* Stores @o (the store takes its own reference) and drops ours. */
+static int put_new(kube_store *s, const char *key, json_object *o) {
+        int r = kube_store_put(s, key, o, NULL);
+
+        json_object_put(o);
+        return r;
+}
+
 static void check_order(bool compact) {
         _cleanup_(kube_store_freep) kube_store *s = NULL;
         order o = {};
@@ -140,11 +148,11 @@ static void check_order(bool compact) {
                 char key[8];
 
                 snprintf(key, sizeof(key), "ns/%s", names[i]);
-                assert_int_equal(kube_store_put(s, key, obj(names[i], "1", ""), NULL), 0);
+                assert_int_equal(put_new(s, key, obj(names[i], "1", "")), 0);
         }
-        assert_int_equal(kube_store_put(s, "ns/b", obj("b", "2", ""), NULL), 0);
+        assert_int_equal(put_new(s, "ns/b", obj("b", "2", "")), 0);
         json_object_put(kube_store_remove(s, "ns/a"));
-        assert_int_equal(kube_store_put(s, "ns/a", obj("a", "3", ""), NULL), 0);
+        assert_int_equal(put_new(s, "ns/a", obj("a", "3", "")), 0);
         o.s = s;
         assert_int_equal(kube_store_foreach_key(s, record_key, &o), 0);
         assert_string_equal(o.seen, "bcda");
