@@ -72,7 +72,7 @@ struct job {
         render_identity id;
         render_result *rendered;
         char *object_key, *cm_name;
-        json_object *entry; /* the index entry as raw text, shared by both indexes */
+        index_text *entry; /* the index entry, shared by both indexes */
         bundle_outcome out;
         json_object *old_published; /* the Published condition kept when not publishing */
         char *render_err, *store_err, *cm_err; /* job_err() */
@@ -102,7 +102,7 @@ static void job_free(job *j) {
         kube_request_cancel(j->cm_req);
         kube_request_cancel(j->cr_req);
         json_object_put(j->cr);
-        json_object_put(j->entry);
+        index_text_unref(j->entry);
         json_object_put(j->old_published);
         render_result_free(j->rendered);
         free(j->key);
@@ -193,29 +193,22 @@ static void on_store_index_synced(int r, const err_info *err, void *userdata) {
         step_done(j);
 }
 
-/* Sets j->entry: one raw text that both indexes then hold (index_set()). */
+/* Sets j->entry: one text that both indexes then hold (index_set_text()). */
 static int index_entry_for(job *j) {
         json_object *spec = jsonx_get(j->cr, "spec");
         _cleanup_json_ json_object *e = publish_index_entry(
                 &j->id, j->out.revision, j->rendered->digest, j->object_key, j->cm_name,
                 jsonx_get(spec, "nodeSelector"), jsonx_get_string(spec, "reload"));
-        _cleanup_free_ char *text = NULL;
-        size_t len;
-        int r;
 
         if (!e)
                 return -ENOMEM;
-        r = jsonx_to_canonical(e, &text, &len);
-        if (r < 0)
-                return r;
-        j->entry = jsonx_new_raw(text, len);
-        return j->entry ? 0 : -ENOMEM;
+        return index_text_new(e, &j->entry);
 }
 
 /* True if @ix already stores @entry for @key: an unchanged bundle then costs
  * no index write and no wait for one. */
-static bool index_holds_persisted(bundle_index *ix, const char *key, json_object *entry) {
-        return index_holds(ix, key, entry) && index_is_persisted(ix);
+static bool index_holds_persisted(bundle_index *ix, const char *key, index_text *entry) {
+        return index_holds_text(ix, key, entry) && index_is_persisted(ix);
 }
 
 static void store_index_update(job *j) {
@@ -227,7 +220,7 @@ static void store_index_update(job *j) {
                 step_done(j);
                 return;
         }
-        r = index_set(j->ctl->store_index, j->key, json_object_get(j->entry));
+        r = index_set_text(j->ctl->store_index, j->key, j->entry);
         if (r >= 0)
                 r = index_sync(j->ctl->store_index, on_store_index_synced, j);
         if (r < 0) {
@@ -327,7 +320,7 @@ static void cm_index_update(job *j) {
                 step_done(j);
                 return;
         }
-        r = index_set(j->ctl->cm_index, j->key, json_object_get(j->entry));
+        r = index_set_text(j->ctl->cm_index, j->key, j->entry);
         if (r >= 0)
                 r = index_sync(j->ctl->cm_index, on_cm_index_synced, j);
         if (r < 0) {

@@ -1,5 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 
+#include <zlib.h>
+
 #include "hash.h"
 #include "index.h"
 #include "jsonx.h"
@@ -17,9 +19,9 @@ struct bundle_index {
         index_sink_fn sink;
         void *sink_userdata;
         uint64_t coalesce_usec;
-        /* of ix_entry: "NS/NAME" -> the entry as canonical text
-         * (jsonx_new_raw()): a tree would cost ~3 KiB an entry in json-c,
-         * the text ~350 bytes. */
+        /* of ix_entry: "NS/NAME" -> the entry's canonical text, deflated
+         * (index_text): a tree would cost ~3 KiB an entry in json-c, the
+         * text ~420 bytes, the deflated text ~150. */
         strmap bundles;
         json_object *scratch; /* what index_get() last returned */
         size_t entries_len;   /* the keys and texts of all entries, in bytes */
@@ -41,10 +43,141 @@ struct bundle_index {
         uint64_t writes;
 };
 
+/* One entry's canonical text, deflated (raw deflate with a fixed preset
+ * dictionary, so any index can inflate any text): ~150 bytes instead of
+ * ~420. The same text always deflates to the same bytes, so texts compare
+ * without inflating. */
+struct index_text {
+        unsigned refs;
+        uint32_t len;   /* of the text */
+        uint32_t z_len; /* of z */
+        unsigned char z[];
+};
+
+/* Small: entries are a few hundred bytes. The output depends on these, and
+ * texts compare by their deflated bytes: never change them within a process. */
+#define TEXT_WINDOW_BITS 10
+#define TEXT_MEM_LEVEL   4
+
+/* What entries look like (publish_index_entry()): deflate refers back to it
+ * for the field names and the fixed parts of the values. */
+static const char text_dict[] =
+        "{\"configMap\":\"ballast-bundle-\",\"digest\":\"sha256:\",\"key\":\"bundles/"
+        "default/\",\"name\":\"\",\"namespace\":\"default\",\"nodeSelector\":{"
+        "\"matchExpressions\":[{\"key\":\"\",\"operator\":\"In\",\"values\":[\"\"]}],"
+        "\"matchLabels\":{\"kubernetes.io/hostname\":\"node-\",\"pool\":\"\"}},\"reload\":"
+        "null,\"revision\":1,\"uid\":\"00000000-0000-0000-0000-000000000000\"}";
+
+static int text_deflate(const char *text, size_t len, index_text **ret) {
+        _cleanup_free_ index_text *t = NULL;
+        z_stream z = {};
+        uLong bound;
+        int r;
+
+        if (len > UINT32_MAX / 2)
+                return -E2BIG;
+        if (deflateInit2(&z, Z_DEFAULT_COMPRESSION, Z_DEFLATED, -TEXT_WINDOW_BITS, TEXT_MEM_LEVEL,
+                         Z_DEFAULT_STRATEGY) != Z_OK)
+                return -ENOMEM;
+        bound = deflateBound(&z, (uLong) len);
+        t = malloc(sizeof(index_text) + bound);
+        if (!t ||
+            deflateSetDictionary(&z, (const Bytef *) text_dict, sizeof(text_dict) - 1) != Z_OK) {
+                deflateEnd(&z);
+                return -ENOMEM;
+        }
+        z.next_in = (Bytef *) text;
+        z.avail_in = (uInt) len;
+        z.next_out = t->z;
+        z.avail_out = (uInt) bound;
+        r = deflate(&z, Z_FINISH);
+        deflateEnd(&z);
+        if (r != Z_STREAM_END)
+                return -EIO;
+        *t = (index_text){.refs = 1, .len = (uint32_t) len, .z_len = (uint32_t) z.total_out};
+        /* Give back what the bound reserved beyond the output. */
+        *ret = realloc(t, sizeof(index_text) + t->z_len) ?: t;
+        TAKE_PTR(t);
+        return 0;
+}
+
+/* Inflates @t into @out (t->len bytes), with @z an inflate stream set up by
+ * text_inflate_init() (reset here). */
+static int text_inflate(z_stream *z, const index_text *t, char *out) {
+        int r;
+
+        if (inflateReset(z) != Z_OK ||
+            inflateSetDictionary(z, (const Bytef *) text_dict, sizeof(text_dict) - 1) != Z_OK)
+                return -EIO;
+        z->next_in = (Bytef *) t->z;
+        z->avail_in = t->z_len;
+        z->next_out = (Bytef *) out;
+        z->avail_out = t->len;
+        r = inflate(z, Z_FINISH);
+        if (r != Z_STREAM_END || z->total_out != t->len)
+                return -EIO;
+        return 0;
+}
+
+static int text_inflate_init(z_stream *z) {
+        *z = (z_stream){};
+        return inflateInit2(z, -TEXT_WINDOW_BITS) == Z_OK ? 0 : -ENOMEM;
+}
+
+/* The text of @t as a new NUL-terminated string. */
+static char *text_plain(const index_text *t) {
+        _cleanup_free_ char *s = malloc((size_t) t->len + 1);
+        z_stream z;
+        int r;
+
+        if (!s || text_inflate_init(&z) < 0)
+                return NULL;
+        r = text_inflate(&z, t, s);
+        inflateEnd(&z);
+        if (r < 0)
+                return NULL;
+        s[t->len] = '\0';
+        return TAKE_PTR(s);
+}
+
+static bool text_equal(const index_text *a, const index_text *b) {
+        return a == b ||
+               (a->len == b->len && a->z_len == b->z_len && memcmp(a->z, b->z, a->z_len) == 0);
+}
+
+int index_text_new(json_object *entry, index_text **ret) {
+        _cleanup_free_ char *text = NULL;
+        size_t n;
+        int r;
+
+        if (!entry || !ret)
+                return -EINVAL;
+        r = jsonx_to_canonical(entry, &text, &n);
+        if (r < 0)
+                return r;
+        return text_deflate(text, n, ret);
+}
+
+index_text *index_text_ref(index_text *t) {
+        if (t)
+                t->refs++;
+        return t;
+}
+
+index_text *index_text_unref(index_text *t) {
+        if (t && --t->refs == 0)
+                free(t);
+        return NULL;
+}
+
+size_t index_text_size(const index_text *t) {
+        return sizeof(index_text) + t->z_len;
+}
+
 /* What "KEY":TEXT adds to the document, with its comma (keys are Kubernetes
  * names, which need no escapes). */
-static size_t member_len(const char *key, json_object *text) {
-        return strlen(key) + 4 + (size_t) json_object_get_string_len(text);
+static size_t member_len(const char *key, const index_text *text) {
+        return strlen(key) + 4 + text->len;
 }
 
 size_t index_len_estimate(const bundle_index *ix) {
@@ -71,7 +204,7 @@ void index_set_max_len(bundle_index *ix, size_t max_len) {
 }
 
 typedef struct ix_entry {
-        json_object *text; /* raw: maybe shared with another index */
+        index_text *text; /* maybe shared with another index */
         char key[];
 } ix_entry;
 
@@ -83,7 +216,7 @@ static void map_free(strmap *m) {
         ix_entry *e;
 
         STRMAP_FOREACH(e, m, i) {
-                json_object_put(e->text);
+                index_text_unref(e->text);
                 free(e);
         }
         strmap_clear(m);
@@ -91,7 +224,7 @@ static void map_free(strmap *m) {
 
 /* Adds @t as the entry for @key (stealing the reference), keeping count of
  * the document's size. */
-static int put_entry(strmap *map, size_t *len, const char *key, json_object *t) {
+static int put_entry(strmap *map, size_t *len, const char *key, index_text *t) {
         size_t kl = strlen(key);
         ix_entry *e = malloc(sizeof(ix_entry) + kl + 1), *old = NULL;
 
@@ -101,12 +234,12 @@ static int put_entry(strmap *map, size_t *len, const char *key, json_object *t) 
         }
         if (!e || strmap_put(map, e, (void **) &old) < 0) {
                 free(e);
-                json_object_put(t);
+                index_text_unref(t);
                 return -ENOMEM;
         }
         if (old) {
                 *len -= member_len(key, old->text);
-                json_object_put(old->text);
+                index_text_unref(old->text);
                 free(old);
         }
         *len += member_len(key, t);
@@ -118,7 +251,7 @@ static int put_entry(strmap *map, size_t *len, const char *key, json_object *t) 
 
 typedef struct doc_entry {
         const char *key; /* in index_doc.keys */
-        json_object *text;
+        index_text *text;
 } doc_entry;
 
 /* The canonical document, DOC_HEAD "KEY":TEXT,... DOC_TAIL with the keys in
@@ -134,15 +267,23 @@ struct index_doc {
          * quote, key, closing quote and colon, text, and the last the tail. */
         uint64_t pos;
         size_t piece, off;
+        /* The text of entry @plain_entry, inflated (SIZE_MAX: none yet). */
+        char *plain;
+        size_t plain_entry;
+        z_stream inflater;
+        bool have_inflater;
 };
 
 static index_doc *doc_free(index_doc *d) {
         if (!d)
                 return NULL;
         for (size_t i = 0; i < d->n; i++)
-                json_object_put(d->entries[i].text);
+                index_text_unref(d->entries[i].text);
         free(d->entries);
         free(d->keys);
+        free(d->plain);
+        if (d->have_inflater)
+                inflateEnd(&d->inflater);
         free(d);
         return NULL;
 }
@@ -156,36 +297,46 @@ static int doc_entry_cmp(const void *a, const void *b) {
  * text. */
 static int doc_new(bundle_index *ix, index_doc **ret) {
         _cleanup_(doc_freep) index_doc *d = calloc(1, sizeof(*d));
-        size_t n = index_count(ix), keys_len = 0, at = 0;
-
+        size_t n = index_count(ix), keys_len = 0, at = 0, plain_max = 0;
         ix_entry *e;
+        int r;
 
         if (!d)
                 return -ENOMEM;
-        STRMAP_FOREACH(e, &ix->bundles, i)
-        keys_len += strlen(e->key) + 1;
+        STRMAP_FOREACH(e, &ix->bundles, i) {
+                keys_len += strlen(e->key) + 1;
+                plain_max = MAX(plain_max, (size_t) e->text->len);
+        }
+        d->plain_entry = SIZE_MAX;
         d->entries = calloc(n ?: 1, sizeof(doc_entry));
         d->keys = malloc(keys_len ?: 1);
-        if (!d->entries || !d->keys)
+        d->plain = malloc(plain_max ?: 1);
+        if (!d->entries || !d->keys || !d->plain)
                 return -ENOMEM;
+        r = text_inflate_init(&d->inflater);
+        if (r < 0)
+                return r;
+        d->have_inflater = true;
         d->len = strlen(DOC_HEAD) + strlen(DOC_TAIL);
         STRMAP_FOREACH(e, &ix->bundles, i) {
                 size_t kl = strlen(e->key);
 
                 memcpy(d->keys + at, e->key, kl + 1);
                 d->entries[d->n++] =
-                        (doc_entry){.key = d->keys + at, .text = json_object_get(e->text)};
+                        (doc_entry){.key = d->keys + at, .text = index_text_ref(e->text)};
                 at += kl + 1;
-                d->len += (d->n > 1) + kl + 3 + (size_t) json_object_get_string_len(e->text);
+                d->len += (d->n > 1) + kl + 3 + e->text->len;
         }
         qsort(d->entries, d->n, sizeof(doc_entry), doc_entry_cmp);
         *ret = TAKE_PTR(d);
         return 0;
 }
 
-/* Piece @p of the document (see struct index_doc). */
-static const char *doc_piece(const index_doc *d, size_t p, size_t *ret_len) {
+/* Piece @p of the document (see struct index_doc); NULL if an entry's text
+ * cannot be inflated. */
+static const char *doc_piece(index_doc *d, size_t p, size_t *ret_len) {
         const doc_entry *e;
+        size_t i;
 
         if (p == 0) {
                 *ret_len = strlen(DOC_HEAD);
@@ -195,7 +346,8 @@ static const char *doc_piece(const index_doc *d, size_t p, size_t *ret_len) {
                 *ret_len = p == 4 * d->n + 1 ? strlen(DOC_TAIL) : 0;
                 return DOC_TAIL;
         }
-        e = &d->entries[(p - 1) / 4];
+        i = (p - 1) / 4;
+        e = &d->entries[i];
         switch ((p - 1) % 4) {
         case 0: /* a comma between entries */
                 *ret_len = 1 + (p > 1);
@@ -207,8 +359,14 @@ static const char *doc_piece(const index_doc *d, size_t p, size_t *ret_len) {
                 *ret_len = 2;
                 return "\":";
         default:
-                *ret_len = (size_t) json_object_get_string_len(e->text);
-                return json_object_get_string(e->text);
+                if (d->plain_entry != i) {
+                        d->plain_entry = SIZE_MAX;
+                        if (text_inflate(&d->inflater, e->text, d->plain) < 0)
+                                return NULL;
+                        d->plain_entry = i;
+                }
+                *ret_len = e->text->len;
+                return d->plain;
         }
 }
 
@@ -222,10 +380,13 @@ ssize_t index_doc_read(void *buf, size_t len, uint64_t offset, void *userdata) {
                 return -ESPIPE; /* only forward, or from the start */
         while (done < len) {
                 size_t pl, k;
-                const char *p = doc_piece(d, d->piece, &pl);
+                const char *p;
 
                 if (d->piece > 4 * d->n + 1)
                         break; /* the end */
+                p = doc_piece(d, d->piece, &pl);
+                if (!p)
+                        return -EIO;
                 k = MIN(len - done, pl - d->off);
                 memcpy((char *) buf + done, p + d->off, k);
                 done += k;
@@ -393,9 +554,7 @@ typedef struct load_state {
 static int load_entry(const char *key, const char *value, size_t len, void *userdata) {
         load_state *st = userdata;
         _cleanup_json_ json_object *entry = NULL;
-        _cleanup_free_ char *text = NULL;
-        json_object *t;
-        size_t n;
+        index_text *t;
         int r;
 
         /* The document is written with its keys as they are (index_doc):
@@ -411,12 +570,9 @@ static int load_entry(const char *key, const char *value, size_t len, void *user
             jsonx_get_int(entry, "revision", 0) < 1)
                 return err_info_set(st->err, -EBADMSG, "index entry '%s' has no positive revision",
                                     key);
-        r = jsonx_to_canonical(entry, &text, &n);
+        r = index_text_new(entry, &t);
         if (r < 0)
                 return r;
-        t = jsonx_new_raw(text, n);
-        if (!t)
-                return -ENOMEM;
         return put_entry(st->raw, &st->len, key, t);
 }
 
@@ -467,7 +623,7 @@ int index_adopt(bundle_index *ix, bundle_index *from, size_t written_count) {
         ix_entry *e;
 
         STRMAP_FOREACH(e, &from->bundles, i)
-        if (put_entry(&map, &len, e->key, json_object_get(e->text)) < 0) {
+        if (put_entry(&map, &len, e->key, index_text_ref(e->text)) < 0) {
                 map_free(&map);
                 return -ENOMEM;
         }
@@ -484,44 +640,39 @@ int index_adopt(bundle_index *ix, bundle_index *from, size_t written_count) {
 }
 
 /* The stored text of the entry for @key, or NULL. */
-static json_object *stored(bundle_index *ix, const char *key) {
+static index_text *stored(bundle_index *ix, const char *key) {
         ix_entry *e = strmap_get(&ix->bundles, key);
 
         return e ? e->text : NULL;
 }
 
-int index_set(bundle_index *ix, const char *key, json_object *entry) {
-        _cleanup_json_ json_object *owned = entry;
-        _cleanup_free_ char *text = NULL;
-        json_object *old = stored(ix, key), *t;
-        size_t n;
-        int r;
+int index_set_text(bundle_index *ix, const char *key, index_text *text) {
+        index_text *old = stored(ix, key);
 
-        if (jsonx_raw_text(entry)) {
-                /* Kept as it is: the caller may share it with another index. */
-                if (old && streq(json_object_get_string(old), jsonx_raw_text(entry)))
-                        return 0;
-                t = TAKE_PTR(owned);
-        } else {
-                r = jsonx_to_canonical(entry, &text, &n);
-                if (r < 0)
-                        return r;
-                if (old && streq(json_object_get_string(old), text))
-                        return 0;
-                t = jsonx_new_raw(text, n);
-                if (!t)
-                        return -ENOMEM;
-        }
+        if (!text)
+                return -EINVAL;
+        if (old && text_equal(old, text))
+                return 0;
         ix->dirty = true;
-        return put_entry(&ix->bundles, &ix->entries_len, key, t);
+        return put_entry(&ix->bundles, &ix->entries_len, key, index_text_ref(text));
 }
 
-void index_share(bundle_index *ix, const char *key, json_object *raw) {
-        json_object *old = stored(ix, key);
+int index_set(bundle_index *ix, const char *key, json_object *entry) {
+        _cleanup_json_ json_object *owned = entry;
+        _cleanup_(index_text_unrefp) index_text *t = NULL;
+        int r;
 
-        if (old && old != raw && jsonx_raw_text(raw) &&
-            streq(json_object_get_string(old), jsonx_raw_text(raw)))
-                (void) put_entry(&ix->bundles, &ix->entries_len, key, json_object_get(raw));
+        r = index_text_new(entry, &t);
+        if (r < 0)
+                return r;
+        return index_set_text(ix, key, t);
+}
+
+void index_share(bundle_index *ix, const char *key, index_text *text) {
+        index_text *old = stored(ix, key);
+
+        if (old && text && old != text && text_equal(old, text))
+                (void) put_entry(&ix->bundles, &ix->entries_len, key, index_text_ref(text));
 }
 
 void index_remove(bundle_index *ix, const char *key) {
@@ -531,7 +682,7 @@ void index_remove(bundle_index *ix, const char *key) {
                 return;
         ix->entries_len -= member_len(key, e->text);
         ix->dirty = true;
-        json_object_put(e->text);
+        index_text_unref(e->text);
         free(e);
 }
 
@@ -540,12 +691,14 @@ bool index_is_persisted(const bundle_index *ix) {
 }
 
 json_object *index_get(bundle_index *ix, const char *key) {
-        json_object *v = stored(ix, key);
+        index_text *t = stored(ix, key);
+        _cleanup_free_ char *plain = NULL;
 
-        if (!v)
+        if (!t)
                 return NULL;
+        plain = text_plain(t);
         json_object_put(ix->scratch);
-        ix->scratch = json_tokener_parse(json_object_get_string(v));
+        ix->scratch = plain ? json_tokener_parse(plain) : NULL;
         return ix->scratch;
 }
 
@@ -553,13 +706,16 @@ bool index_contains(bundle_index *ix, const char *key) {
         return stored(ix, key);
 }
 
-bool index_holds(bundle_index *ix, const char *key, json_object *entry) {
-        _cleanup_free_ char *text = NULL;
-        json_object *v = stored(ix, key);
+bool index_holds_text(bundle_index *ix, const char *key, const index_text *text) {
+        index_text *t = stored(ix, key);
 
-        if (!v || jsonx_to_canonical(entry, &text, NULL) < 0)
-                return false;
-        return streq(json_object_get_string(v), text);
+        return t && text && text_equal(t, text);
+}
+
+bool index_holds(bundle_index *ix, const char *key, json_object *entry) {
+        _cleanup_(index_text_unrefp) index_text *t = NULL;
+
+        return index_text_new(entry, &t) >= 0 && index_holds_text(ix, key, t);
 }
 
 size_t index_count(const bundle_index *ix) {

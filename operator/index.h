@@ -29,6 +29,17 @@
 
 typedef struct bundle_index bundle_index;
 
+/* One entry's canonical text, kept deflated (~150 bytes instead of ~420 for
+ * a typical entry) and reference-counted, so that both indexes hold the same
+ * one. Equal entries have equal texts, and texts compare without inflating. */
+typedef struct index_text index_text;
+
+int index_text_new(json_object *entry, index_text **ret); /* @entry borrowed */
+index_text *index_text_ref(index_text *t);
+index_text *index_text_unref(index_text *t); /* NULL is allowed */
+DEFINE_TRIVIAL_CLEANUP_FUNC(index_text *, index_text_unref);
+size_t index_text_size(const index_text *t); /* bytes it holds */
+
 /* Completion of a sink write: r = 0 or a negative errno, @err borrowed. */
 typedef void (*index_sink_done_fn)(bundle_index *ix, int r, const err_info *err);
 
@@ -73,10 +84,12 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(bundle_index *, index_free);
  * (@data, untrusted). -EBADMSG with a message on a malformed document. */
 int index_load(bundle_index *ix, const char *data, size_t len, err_info *ret_err);
 
-/* Sets the entry for "NS/NAME" (takes ownership of @entry). A raw entry
- * (jsonx_new_raw(), canonical text) is stored as it is, so two indexes can
- * share one; anything else is stored as its canonical text. */
+/* Sets the entry for "NS/NAME" (takes ownership of @entry), stored as its
+ * canonical text. */
 int index_set(bundle_index *ix, const char *key, json_object *entry);
+/* The same with a text (borrowed: the index takes its own reference), so
+ * that two indexes can share one. */
+int index_set_text(bundle_index *ix, const char *key, index_text *text);
 
 /* For an index whose target holds only a summary, of @written_count entries:
  * takes the entries of @from (shared, not copied), as if read from the
@@ -86,9 +99,9 @@ int index_set(bundle_index *ix, const char *key, json_object *entry);
  * the next sync writes. */
 int index_adopt(bundle_index *ix, bundle_index *from, size_t written_count);
 
-/* If the entry for @key has the text of @raw (a raw entry), holds @raw in its
- * place: nothing changes but the memory, which two indexes then share. */
-void index_share(bundle_index *ix, const char *key, json_object *raw);
+/* If the entry for @key has the text @text, holds @text in its place:
+ * nothing changes but the memory, which two indexes then share. */
+void index_share(bundle_index *ix, const char *key, index_text *text);
 void index_remove(bundle_index *ix, const char *key);
 
 /* The entry for "NS/NAME", parsed, or NULL. Entries are kept as canonical
@@ -98,6 +111,7 @@ json_object *index_get(bundle_index *ix, const char *key);
 bool index_contains(bundle_index *ix, const char *key);
 /* True if the entry for @key equals @entry (borrowed). */
 bool index_holds(bundle_index *ix, const char *key, json_object *entry);
+bool index_holds_text(bundle_index *ix, const char *key, const index_text *text);
 size_t index_count(const bundle_index *ix);
 
 /* Calls @fn for each key until it returns non-zero; @fn must not change

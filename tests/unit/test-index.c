@@ -395,38 +395,108 @@ static void test_load_validates_and_is_not_rewritten(void **state) {
         assert_int_equal(f->sink.writes, 0); /* what was loaded is what is there */
 }
 
-static void test_raw_entries_are_kept_and_shared(void **state) {
+static void test_texts_are_kept_and_shared(void **state) {
         fixture *f = *state;
         const char *good = "{\"apiVersion\":\"ballast.dev/v1alpha1\",\"bundles\":{\"ns/a\":"
                            "{\"digest\":\"sha256:00\",\"revision\":4}},\"kind\":\"BundleIndex\"}";
-        const char *same = "{\"digest\":\"sha256:00\",\"revision\":4}";
-        const char *other = "{\"digest\":\"sha256:01\",\"revision\":5}";
-        _cleanup_json_ json_object *raw = jsonx_new_raw(same, strlen(same));
-        _cleanup_json_ json_object *newer = jsonx_new_raw(other, strlen(other));
+        _cleanup_json_ json_object *same_json = json_tokener_parse(
+                                           "{\"revision\":4,\"digest\":\"sha256:00\"}"),
+                                   *other_json = json_tokener_parse(
+                                           "{\"digest\":\"sha256:01\",\"revision\":5}");
+        _cleanup_(index_text_unrefp) index_text *same = NULL, *newer = NULL;
+        _cleanup_(index_freep) bundle_index *other = NULL;
         counter c = {};
         err_info e;
 
+        assert_int_equal(index_text_new(same_json, &same), 0);
+        assert_int_equal(index_text_new(other_json, &newer), 0);
         assert_int_equal(index_load(f->ix, good, strlen(good), &e), 0);
         /* The same text: held in place of the loaded one, and nothing to write. */
-        index_share(f->ix, "ns/a", raw);
-        index_share(f->ix, "ns/b", raw);
+        index_share(f->ix, "ns/a", same);
+        index_share(f->ix, "ns/b", same);
         index_share(f->ix, "ns/a", newer);
         assert_true(index_is_persisted(f->ix));
         assert_false(index_contains(f->ix, "ns/b"));
-        assert_true(index_holds(f->ix, "ns/a", raw));
-        assert_int_equal(index_set(f->ix, "ns/a", json_object_get(raw)), 0);
+        assert_true(index_holds_text(f->ix, "ns/a", same));
+        assert_false(index_holds_text(f->ix, "ns/a", newer));
+        assert_int_equal(index_set_text(f->ix, "ns/a", same), 0);
         assert_true(index_is_persisted(f->ix));
         index_sync(f->ix, synced, &c);
         run(f, 60 * USEC_PER_MSEC);
         assert_int_equal(f->sink.writes, 0);
-        /* A new raw entry is stored verbatim and written. */
-        assert_int_equal(index_set(f->ix, "ns/a", json_object_get(newer)), 0);
+        /* A new text is written; the index holds its own reference. */
+        assert_int_equal(index_set_text(f->ix, "ns/a", newer), 0);
+        newer = index_text_unref(newer);
         assert_false(index_is_persisted(f->ix));
         assert_int_equal(jsonx_get_int(index_get(f->ix, "ns/a"), "revision", 0), 5);
         index_sync(f->ix, synced, &c);
         run(f, 60 * USEC_PER_MSEC);
         assert_int_equal(f->sink.writes, 1);
+        assert_string_equal(f->sink.last, "{\"apiVersion\":\"ballast.dev/v1alpha1\",\"bundles\":{"
+                                          "\"ns/a\":{\"digest\":\"sha256:01\",\"revision\":5}},"
+                                          "\"kind\":\"BundleIndex\"}");
         assert_int_equal(c.ok, 2);
+        /* A second index holding the first one's text reads the same entry. */
+        assert_int_equal(index_new(f->event, sink, &f->sink, 0, &other), 0);
+        assert_int_equal(index_set(other, "ns/a", json_object_get(other_json)), 0);
+        assert_true(index_holds(other, "ns/a", other_json));
+        assert_false(index_holds(other, "ns/a", same_json));
+}
+
+/* A typical entry (publish_index_entry()'s fields) is kept deflated, at well
+ * under half its text, and every text reads back byte for byte however the
+ * document is read. */
+static void test_texts_are_deflated(void **state) {
+        fixture *f = *state;
+        _cleanup_free_ char *doc = NULL, *expect = NULL;
+        _cleanup_json_ json_object *tree = json_object_new_object(),
+                                   *bundles = json_object_new_object();
+        size_t text_len = 0, kept = 0, len;
+
+        assert_non_null(tree);
+        assert_non_null(bundles);
+        for (int i = 0; i < 300; i++) {
+                char key[64], entry[1024], digest[65];
+                _cleanup_json_ json_object *v = NULL;
+                _cleanup_(index_text_unrefp) index_text *t = NULL;
+                _cleanup_free_ char *canon = NULL;
+                size_t n;
+
+                /* Digests and uids are what deflate cannot shrink: vary them. */
+                for (int k = 0; k < 64; k++)
+                        digest[k] = "0123456789abcdef"[(unsigned) (i * 7919 + k * 104729) % 16];
+                digest[64] = '\0';
+                snprintf(key, sizeof(key), "team-%d/app-%03d", i % 7, i);
+                snprintf(entry, sizeof(entry),
+                         "{\"configMap\":\"ballast-bundle-team-%d-app-%03d\",\"digest\":\"sha256:%"
+                         "s\","
+                         "\"key\":\"bundles/team-%d/app-%03d/%s.json\",\"name\":\"app-%03d\","
+                         "\"namespace\":\"team-%d\",\"nodeSelector\":{\"matchLabels\":{\"pool\":"
+                         "\"p%d\"}},"
+                         "\"reload\":null,\"revision\":%d,\"uid\":\"%.8s-%.4s-%.4s-%.4s-%.12s\"}",
+                         i % 7, i, digest, i % 7, i, digest, i, i % 7, i % 10, i + 1, digest + 3,
+                         digest + 11, digest + 17, digest + 23, digest + 41);
+                v = json_tokener_parse(entry);
+                assert_non_null(v);
+                assert_int_equal(jsonx_to_canonical(v, &canon, &n), 0);
+                assert_string_equal(canon, entry); /* written canonical */
+                assert_int_equal(index_text_new(v, &t), 0);
+                text_len += n;
+                kept += index_text_size(t);
+                assert_int_equal(index_set_text(f->ix, key, t), 0);
+                assert_int_equal(json_object_object_add(bundles, key, json_object_get(v)), 0);
+                /* What index_get() returns is the entry. */
+                assert_true(json_object_equal(index_get(f->ix, key), v));
+        }
+        assert_true(kept * 2 < text_len);
+        json_object_object_add(tree, "apiVersion", json_object_new_string("ballast.dev/v1alpha1"));
+        json_object_object_add(tree, "bundles", json_object_get(bundles));
+        json_object_object_add(tree, "kind", json_object_new_string("BundleIndex"));
+        assert_int_equal(jsonx_to_canonical(tree, &expect, NULL), 0);
+        assert_int_equal(index_serialize(f->ix, &doc, &len), 0);
+        assert_int_equal(len, strlen(expect));
+        assert_string_equal(doc, expect);
+        assert_int_equal(index_len_estimate(f->ix), len);
 }
 
 static void test_load_reads_any_layout(void **state) {
@@ -457,8 +527,8 @@ static void test_load_reads_any_layout(void **state) {
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup_teardown(test_many_syncs_share_one_write, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_raw_entries_are_kept_and_shared, setup,
-                                                teardown),
+                cmocka_unit_test_setup_teardown(test_texts_are_kept_and_shared, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_texts_are_deflated, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_load_reads_any_layout, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_document_is_the_canonical_tree, setup,
                                                 teardown),
