@@ -445,10 +445,28 @@ static void count_publish(target_state state, bool written, uint64_t *ok, uint64
                 (*ok)++;
 }
 
+json_object *controller_status_body(const char *ns, const char *name, json_object *status) {
+        _cleanup_json_ json_object *body = json_object_new_object();
+        json_object *meta = json_object_new_object();
+
+        if (!body || !meta) {
+                json_object_put(meta);
+                json_object_put(status);
+                return NULL;
+        }
+        json_object_object_add(body, "apiVersion", json_object_new_string("ballast.dev/v1alpha1"));
+        json_object_object_add(body, "kind", json_object_new_string("ConfigBundle"));
+        json_object_object_add(meta, "name", json_object_new_string(name));
+        json_object_object_add(meta, "namespace", json_object_new_string(ns));
+        json_object_object_add(body, "metadata", meta);
+        json_object_object_add(body, "status", status);
+        return TAKE_PTR(body);
+}
+
 static void job_status(job *j) {
         controller *c = j->ctl;
         _cleanup_json_ json_object *status = NULL, *body = NULL;
-        json_object *old = jsonx_get(j->cr, "status"), *meta;
+        json_object *old = jsonx_get(j->cr, "status");
         char now[32];
         int r;
 
@@ -505,20 +523,12 @@ static void job_status(job *j) {
                 job_finish(j);
                 return;
         }
-        body = json_object_new_object();
-        meta = json_object_new_object();
-        if (!body || !meta) {
-                json_object_put(meta);
+        body = controller_status_body(j->ns, j->name, TAKE_PTR(status));
+        if (!body) {
                 job_fail(j, -ENOMEM);
                 job_finish(j);
                 return;
         }
-        json_object_object_add(body, "apiVersion", json_object_new_string("ballast.dev/v1alpha1"));
-        json_object_object_add(body, "kind", json_object_new_string("ConfigBundle"));
-        json_object_object_add(meta, "name", json_object_new_string(j->name));
-        json_object_object_add(meta, "namespace", json_object_new_string(j->ns));
-        json_object_object_add(body, "metadata", meta);
-        json_object_object_add(body, "status", TAKE_PTR(status));
         r = kube_apply_object(c->kube, &RESOURCE_CONFIGBUNDLES, j->ns, body, "status",
                               PUBLISH_FIELD_MANAGER, true, on_status_applied, j, &j->cr_req);
         if (r < 0) {
@@ -675,9 +685,7 @@ static bool has_finalizer(json_object *cr) {
         return false;
 }
 
-/* A merge patch that sets metadata.finalizers to the current list plus or
- * minus ours, guarded by the resourceVersion the list was read at. */
-static int finalizer_patch(json_object *cr, bool add, char **ret) {
+int controller_finalizer_patch(json_object *cr, bool add, char **ret) {
         _cleanup_json_ json_object *patch = json_object_new_object();
         json_object *meta = json_object_new_object(), *list = json_object_new_array();
         json_object *f = jsonx_get(cr, "metadata.finalizers");
@@ -752,7 +760,7 @@ static void job_cleanup_finish(job *j) {
                 job_finish(j);
                 return;
         }
-        r = finalizer_patch(j->cr, false, &patch);
+        r = controller_finalizer_patch(j->cr, false, &patch);
         if (r >= 0)
                 r = kube_patch_object(j->ctl->kube, &RESOURCE_CONFIGBUNDLES, j->ns, j->name, NULL,
                                       KUBE_PATCH_MERGE, patch, strlen(patch), NULL,
@@ -873,7 +881,7 @@ static void reconcile(workqueue *q, const char *key, void *userdata) {
                 return;
         }
         if (!has_finalizer(j->cr)) {
-                r = finalizer_patch(j->cr, true, &patch);
+                r = controller_finalizer_patch(j->cr, true, &patch);
                 if (r >= 0)
                         r = kube_patch_object(c->kube, &RESOURCE_CONFIGBUNDLES, j->ns, j->name,
                                               NULL, KUBE_PATCH_MERGE, patch, strlen(patch), NULL,

@@ -99,3 +99,17 @@ void controller_get_stats(const controller *c, controller_stats *ret);
 
 /* Reads the agents' reports now instead of at the next interval. */
 int controller_fleet_pass(controller *c);
+
+/* The requests a reconcile sends, for tests/bench/bench-kube-floor.c, which
+ * sends the same ones without the controller around them. */
+
+/* A merge patch (as text, caller frees *@ret) that sets metadata.finalizers
+ * of @cr (borrowed) to its current list plus (@add) or minus ours, guarded by
+ * the resourceVersion the list was read at. */
+int controller_finalizer_patch(json_object *cr, bool add, char **ret);
+
+/* The server-side apply body of a ConfigBundle's status subresource:
+ * apiVersion, kind, metadata.name and .namespace, and @status, which it takes
+ * ownership of (also on failure). Returns a new reference, or NULL when out
+ * of memory. */
+json_object *controller_status_body(const char *ns, const char *name, json_object *status);
