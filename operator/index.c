@@ -21,7 +21,7 @@ struct bundle_index {
         uint64_t coalesce_usec;
         /* of ix_entry: "NS/NAME" -> the entry's canonical text, deflated
          * (index_text): a tree would cost ~3 KiB an entry in json-c, the
-         * text ~420 bytes, the deflated text ~150. */
+         * text ~385 bytes, the deflated text ~110. */
         strmap bundles;
         json_object *scratch; /* what index_get() last returned */
         size_t entries_len;   /* the keys and texts of all entries, in bytes */
@@ -41,11 +41,14 @@ struct bundle_index {
         sd_event_source *timer;
         sd_event_source *defer; /* completes no-op syncs outside index_sync() */
         uint64_t writes;
+        /* Pacing (schedule_write()): when the last write started and ended,
+         * on the loop's clock. */
+        uint64_t write_started, write_ended;
 };
 
 /* One entry's canonical text, deflated (raw deflate with a fixed preset
- * dictionary, so any index can inflate any text): ~150 bytes instead of
- * ~420. The same text always deflates to the same bytes, so texts compare
+ * dictionary, so any index can inflate any text): ~110 bytes instead of
+ * ~385. The same text always deflates to the same bytes, so texts compare
  * without inflating. */
 struct index_text {
         unsigned refs;
@@ -53,6 +56,10 @@ struct index_text {
         uint32_t z_len; /* of z */
         unsigned char z[];
 };
+
+/* See schedule_write(): a target spends at most a third of its time on
+ * this index's writes. */
+#define INDEX_PACE 2
 
 /* Small: entries are a few hundred bytes. The output depends on these, and
  * texts compare by their deflated bytes: never change them within a process. */
@@ -442,16 +449,37 @@ static void waiters_complete(waiter *w, int r, const err_info *err) {
 
 static int on_timer(sd_event_source *s, uint64_t usec, void *userdata);
 
+/* A write starts at most coalesce_usec after the first sync it answers: the
+ * window is not pushed back by the syncs that follow, or a steady stream of
+ * them would hold every write back (a debounce). Nor does it start sooner
+ * than INDEX_PACE times the last write's duration after that write ended,
+ * so that a large index on a slow or busy target is written less often
+ * rather than all the time: the target sets the pace. */
 static void schedule_write(bundle_index *ix) {
+        uint64_t now, delay = ix->coalesce_usec;
+        int enabled = SD_EVENT_OFF;
+
         if (ix->writing || ix->hold || !ix->pending)
                 return;
-        (void) loop_timer_arm(ix->event, &ix->timer, ix->coalesce_usec, on_timer, ix);
+        if (ix->timer && sd_event_source_get_enabled(ix->timer, &enabled) >= 0 &&
+            enabled != SD_EVENT_OFF)
+                return; /* the window is open */
+        if (ix->write_ended > 0) {
+                uint64_t earliest =
+                        ix->write_ended + INDEX_PACE * (ix->write_ended - ix->write_started);
+
+                now = loop_now(ix->event);
+                if (earliest > now && earliest - now > delay)
+                        delay = earliest - now;
+        }
+        (void) loop_timer_arm(ix->event, &ix->timer, delay, on_timer, ix);
 }
 
 static void on_written(bundle_index *ix, int r, const err_info *err) {
         waiter *done = TAKE_PTR(ix->inflight);
 
         ix->writing = false;
+        ix->write_ended = loop_now(ix->event);
         if (r >= 0) {
                 memcpy(ix->last_written, ix->writing_digest, sizeof(ix->last_written));
                 ix->have_last_written = true;
@@ -500,6 +528,7 @@ static int on_timer(sd_event_source *s, uint64_t usec, void *userdata) {
         ix->writing_doc = TAKE_PTR(doc);
         memcpy(ix->writing_digest, sha, sizeof(sha));
         ix->writes++;
+        ix->write_started = loop_now(ix->event);
         r = ix->sink(ix, ix->writing_doc, len, on_written, ix->sink_userdata);
         if (r < 0) {
                 err_info_set(&e, r, "cannot start the index write");

@@ -14,8 +14,11 @@
  * The operator keeps one for the object store (index.json) and one for the
  * index ConfigMap. Changes are coalesced: index_sync() asks for a write that
  * contains everything set so far, and many reconciles share one write, so
- * publishing 10,000 bundles costs a few dozen index writes, not 10,000. A
- * write whose bytes equal the last one written is skipped.
+ * publishing 10,000 bundles costs a few hundred index writes, not 10,000. A
+ * write starts at most coalesce_usec after the first sync it answers, and no
+ * sooner than twice the last write's duration after that one ended: a slow
+ * target, or a large index, is written less often. A write whose bytes
+ * equal the last one written is skipped.
  */
 
 #include <json-c/json.h>
@@ -29,7 +32,7 @@
 
 typedef struct bundle_index bundle_index;
 
-/* One entry's canonical text, kept deflated (~150 bytes instead of ~420 for
+/* One entry's canonical text, kept deflated (~110 bytes instead of ~385 for
  * a typical entry) and reference-counted, so that both indexes hold the same
  * one. Equal entries have equal texts, and texts compare without inflating. */
 typedef struct index_text index_text;

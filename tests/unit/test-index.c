@@ -13,7 +13,8 @@
 
 typedef struct sink_state {
         unsigned writes;
-        char *last; /* NULL for a document too large to serialize */
+        uint64_t started, answered; /* loop times of the last write */
+        char *last;                 /* NULL for a document too large to serialize */
         size_t last_len;
         int fail_with; /* answer writes with this error */
         bool async;    /* answer from a timer instead of at once */
@@ -27,6 +28,7 @@ static int on_answer(sd_event_source *s, uint64_t usec, void *userdata) {
         err_info e;
 
         err_info_set(&e, st->fail_with, "injected");
+        st->answered = loop_now(sd_event_source_get_event(s));
         st->pending_done(st->pending_ix, st->fail_with, st->fail_with ? &e : NULL);
         return 0;
 }
@@ -51,6 +53,7 @@ static int sink(bundle_index *ix, index_doc *doc, size_t len, index_sink_done_fn
         sink_state *st = userdata;
 
         st->writes++;
+        st->started = loop_now(sd_event_source_get_event(st->timer));
         free(st->last);
         st->last = NULL;
         if (doc) {
@@ -107,9 +110,11 @@ static int setup(void **state) {
         fixture *f = calloc(1, sizeof(*f));
 
         assert_int_equal(sd_event_new(&f->event), 0);
-        /* A disabled timer whose only job is to carry the event loop to the sink. */
+        /* A disabled timer whose only job is to carry the event loop to the
+         * sink. Accurate to 1 µs (0 would mean sd-event's default, 250 ms):
+         * the index paces its writes by how long the sink took to answer. */
         assert_int_equal(sd_event_add_time_relative(f->event, &f->sink.timer, CLOCK_MONOTONIC,
-                                                    UINT64_MAX / 2, 0, on_answer, &f->sink),
+                                                    UINT64_MAX / 2, 1, on_answer, &f->sink),
                          0);
         sd_event_source_set_enabled(f->sink.timer, SD_EVENT_OFF);
         assert_int_equal(index_new(f->event, sink, &f->sink, 20 * USEC_PER_MSEC, &f->ix), 0);
@@ -328,6 +333,52 @@ static void test_changes_during_a_write_get_a_second_write(void **state) {
         assert_non_null(strstr(f->sink.last, "ns/b"));
 }
 
+/* A steady stream of syncs does not push the write back: it starts within
+ * the window of the first one (a debounce would write only once they stop). */
+static void test_steady_syncs_do_not_postpone_writes(void **state) {
+        fixture *f = *state;
+        counter c = {};
+        char key[32];
+
+        for (int i = 0; i < 60; i++) {
+                snprintf(key, sizeof(key), "ns/b%03d", i);
+                assert_int_equal(index_set(f->ix, key, entry(1)), 0);
+                assert_int_equal(index_sync(f->ix, synced, &c), 0);
+                run(f, 5 * USEC_PER_MSEC); /* 4 syncs per 20 ms window */
+        }
+        assert_true(f->sink.writes >= 2);
+        assert_true(c.ok >= 1);
+        for (int i = 0; i < 100 && c.ok < 60; i++)
+                run(f, 10 * USEC_PER_MSEC);
+        assert_int_equal(c.ok, 60);
+        assert_non_null(strstr(f->sink.last, "ns/b059"));
+}
+
+/* After a write that took D, the next starts no sooner than 2 D after it
+ * ended, however many syncs wait. */
+static void test_writes_are_paced_by_their_duration(void **state) {
+        fixture *f = *state;
+        counter a = {}, b = {};
+        uint64_t started, answered;
+
+        f->sink.async = true; /* each write takes 50 ms */
+        index_set(f->ix, "ns/a", entry(1));
+        index_sync(f->ix, synced, &a);
+        for (int i = 0; i < 500 && a.ok == 0; i++)
+                run(f, 5 * USEC_PER_MSEC);
+        assert_int_equal(a.ok, 1);
+        started = f->sink.started;
+        answered = f->sink.answered;
+        assert_true(answered - started >= 50 * USEC_PER_MSEC);
+        index_set(f->ix, "ns/b", entry(1));
+        index_sync(f->ix, synced, &b);
+        for (int i = 0; i < 500 && b.ok == 0; i++)
+                run(f, 5 * USEC_PER_MSEC);
+        assert_int_equal(b.ok, 1);
+        assert_int_equal(f->sink.writes, 2);
+        assert_true(f->sink.started - answered >= 2 * (answered - started));
+}
+
 static void test_failures_reach_every_waiter_and_hold_defers(void **state) {
         fixture *f = *state;
         counter c = {};
@@ -539,6 +590,10 @@ int main(void) {
                                                 teardown),
                 cmocka_unit_test_setup_teardown(test_changes_during_a_write_get_a_second_write,
                                                 setup, teardown),
+                cmocka_unit_test_setup_teardown(test_steady_syncs_do_not_postpone_writes, setup,
+                                                teardown),
+                cmocka_unit_test_setup_teardown(test_writes_are_paced_by_their_duration, setup,
+                                                teardown),
                 cmocka_unit_test_setup_teardown(test_failures_reach_every_waiter_and_hold_defers,
                                                 setup, teardown),
                 cmocka_unit_test_setup_teardown(test_load_validates_and_is_not_rewritten, setup,
