@@ -40,7 +40,7 @@ kubectl wait --for condition=established --timeout=60s crd/configbundles.ballast
 # from the API server during the operator's run and not during the floor's.
 metric() {
         local fd k v
-        exec {fd}<>"/dev/tcp/127.0.0.1/$port" 2>/dev/null || return 1
+        { exec {fd}<>"/dev/tcp/127.0.0.1/$port"; } 2>/dev/null || return 1
         printf 'GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n' >&"$fd"
         while read -r k v _ <&"$fd"; do
                 if [ "$k" = "$1" ]; then
@@ -273,7 +273,8 @@ section=$(mktemp)
         cat <<'EOF_READING'
 **Reading the figures.** Publishing costs the API server three writes per new bundle (the
 finalizer, the ConfigMap, the status) besides one object-store PUT of the manifest; the index
-writes are coalesced (at most one per 200 ms window). The CPU column shows where the time goes: the
+writes are coalesced (one starts at most 200 ms after the first change it carries, and waits twice
+as long as the last one took). The CPU column shows where the time goes: the
 operator needs a small fraction of what the kube-apiserver and etcd spend serving its writes on the
 same two cores, so the time to publish is bounded by the API server's write throughput, not by the
 operator. Memory: the watch caches keep each ConfigBundle as deflated JSON text and each bundle
