@@ -866,7 +866,9 @@ static int s3_start(s3_store *st, objstore_op *op, op_kind kind, const char *key
                                                  .create_only = po && po->create_only,
                                                  .borrow = po && po->borrow,
                                                  .body_fn = po ? po->body_fn : NULL,
-                                                 .body_userdata = po ? po->body_userdata : NULL},
+                                                 .body_userdata = po ? po->body_userdata : NULL,
+                                                 .sha256 = po ? po->sha256 : NULL,
+                                                 .md5 = po ? po->md5 : NULL},
                                   on_s3_done, x, &x->s3op);
                 break;
         case OP_GET:

@@ -74,6 +74,10 @@ typedef struct objstore_put_opts {
          * into memory once, to write the file. */
         hash_read_fn body_fn;
         void *body_userdata;
+        /* With body_fn: the body's sha256 and MD5 if the caller has them (see
+         * s3_put_opts): S3 then needn't read the body for its checksums. */
+        const unsigned char *sha256;
+        const unsigned char *md5;
 } objstore_put_opts;
 
 /* Completion of put/get/head/delete. @obj is owned by the op and freed after

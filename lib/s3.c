@@ -976,7 +976,13 @@ int s3_put_object(s3_client *c, const char *key, const void *data, size_t len, c
                         goto fail;
         }
         /* MD5 may be unavailable (FIPS mode): then send no Content-MD5. */
-        if (op->body_fn) {
+        if (op->body_fn && o->sha256 && (!want_md5 || o->md5)) {
+                memcpy(sha, o->sha256, sizeof(sha));
+                if (want_md5)
+                        memcpy(md5, o->md5, sizeof(md5));
+                have_md5 = want_md5;
+                r = 0;
+        } else if (op->body_fn) {
                 r = hash_read(op->body_fn, op->body_userdata, len, sha, want_md5 ? md5 : NULL);
                 have_md5 = want_md5 && r >= 0;
                 if (r == -EOPNOTSUPP && want_md5)

@@ -168,6 +168,12 @@ typedef struct s3_put_opts {
          * once for the checksums, then once per attempt. */
         hash_read_fn body_fn;
         void *body_userdata;
+        /* With body_fn: the body's sha256 (32 bytes) and MD5 (16 bytes, NULL
+         * if unknown) when the caller has already read it for them; the
+         * checksum pass is then skipped when every checksum the client sends
+         * is given. Trusted: a wrong one only makes the server refuse the PUT. */
+        const unsigned char *sha256;
+        const unsigned char *md5;
 } s3_put_opts;
 
 /* Starts an operation. @key is 1..S3_KEY_MAX bytes, without control

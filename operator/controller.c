@@ -1072,6 +1072,8 @@ static int store_index_sink(bundle_index *ix, index_doc *doc, size_t len, index_
 
         if (!doc)
                 return -EINVAL; /* the object store has no size limit */
+        /* The index read the document for its digest: one pass less. */
+        index_doc_digests(doc, &po.sha256, &po.md5);
         c->store_index_done = done;
         c->stats.index_writes++;
         return objstore_put(c->store, PUBLISH_INDEX_KEY, NULL, len, &po, on_store_index_put, c,

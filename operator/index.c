@@ -59,7 +59,7 @@ struct index_text {
 
 /* See schedule_write(): the operator and the target spend at most a third
  * of their time on this index's writes (4 MB at 10,000 bundles: each write
- * reads every entry three times, and the object store stores it whole). */
+ * reads every entry twice, and the object store stores it whole). */
 #define INDEX_PACE 2
 
 /* Small: entries are a few hundred bytes. The output depends on these, and
@@ -280,6 +280,9 @@ struct index_doc {
         size_t plain_entry;
         z_stream inflater;
         bool have_inflater;
+        /* Its digests, once doc_digest() has read it. */
+        unsigned char sha256[32], md5[16];
+        bool have_sha256, have_md5;
 };
 
 static index_doc *doc_free(index_doc *d) {
@@ -426,16 +429,26 @@ int index_doc_text(index_doc *d, char **ret, size_t *ret_len) {
         return 0;
 }
 
-/* sha256 of the document, read as a writer would. */
-static int doc_sha256_hex(index_doc *d, char out[static HASH_SHA256_HEX_LEN + 1]) {
-        unsigned char md[32];
+/* sha256 of the document, read as a writer would, and its MD5 in the same
+ * pass: an S3 sink sends both without reading the document again. */
+static int doc_digest(index_doc *d, char out[static HASH_SHA256_HEX_LEN + 1]) {
         int r;
 
-        r = hash_read(index_doc_read, d, d->len, md, NULL);
+        r = hash_read(index_doc_read, d, d->len, d->sha256, d->md5);
+        d->have_md5 = r >= 0;
+        if (r == -EOPNOTSUPP) /* no MD5 (FIPS mode) */
+                r = hash_read(index_doc_read, d, d->len, d->sha256, NULL);
         if (r < 0)
                 return r;
-        hash_sha256_to_hex(md, out);
+        d->have_sha256 = true;
+        hash_sha256_to_hex(d->sha256, out);
         return 0;
+}
+
+void index_doc_digests(const index_doc *d, const unsigned char **ret_sha256,
+                       const unsigned char **ret_md5) {
+        *ret_sha256 = d->have_sha256 ? d->sha256 : NULL;
+        *ret_md5 = d->have_md5 ? d->md5 : NULL;
 }
 
 static void waiters_complete(waiter *w, int r, const err_info *err) {
@@ -510,7 +523,7 @@ static int on_timer(sd_event_source *s, uint64_t usec, void *userdata) {
                 r = doc_new(ix, &doc);
                 if (r >= 0) {
                         len = doc->len;
-                        r = doc_sha256_hex(doc, sha);
+                        r = doc_digest(doc, sha);
                 }
         }
         if (r < 0) {

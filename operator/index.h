@@ -54,6 +54,11 @@ typedef struct index_doc index_doc;
 /* Reads the document: http_body_fn's shape (lib/http.h), @userdata the doc.
  * Reads go forward from offset 0 and may start over at 0. */
 ssize_t index_doc_read(void *buf, size_t len, uint64_t offset, void *userdata);
+/* Its sha256 (32 bytes) and MD5 (16 bytes), as read before the sink was
+ * called, so that the sink needn't read it again for its checksums; either
+ * may be NULL (MD5 unavailable). Valid as long as @doc. */
+void index_doc_digests(const index_doc *doc, const unsigned char **ret_sha256,
+                       const unsigned char **ret_md5);
 /* The whole document as one string (for a small target). */
 int index_doc_text(index_doc *doc, char **ret, size_t *ret_len);
 

@@ -6,7 +6,9 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <openssl/evp.h>
 
+#include "hash.h"
 #include "index.h"
 #include "jsonx.h"
 #include "loop.h"
@@ -65,8 +67,21 @@ static int sink(bundle_index *ix, index_doc *doc, size_t len, index_sink_done_fn
                 assert_int_equal(index_doc_read(head, sizeof(head), 0, doc), sizeof(head));
                 assert_memory_equal(head, "{\"apiVersi", sizeof(head));
                 assert_int_equal(index_doc_read(head, sizeof(head), 20, doc), -ESPIPE);
+                const unsigned char *sha256, *md5;
+                unsigned char want[32], want_md5[16];
+                unsigned dl = 0;
+
                 /* Read in odd pieces, the same bytes as the whole text. */
                 st->last = read_doc(doc, len, 7);
+                /* The digests handed to the sink are the document's. */
+                index_doc_digests(doc, &sha256, &md5);
+                assert_non_null(sha256);
+                assert_int_equal(hash_sha256(st->last, len, want), 0);
+                assert_memory_equal(sha256, want, sizeof(want));
+                if (EVP_Digest(st->last, len, want_md5, &dl, EVP_md5(), NULL) == 1) {
+                        assert_non_null(md5);
+                        assert_memory_equal(md5, want_md5, sizeof(want_md5));
+                }
                 assert_int_equal(index_doc_text(doc, &whole, &n), 0);
                 assert_int_equal(n, len);
                 assert_string_equal(whole, st->last);

@@ -466,15 +466,21 @@ static s3_client *new_s3(sd_event *e, const char *token) {
         return c;
 }
 
+static unsigned body_passes; /* reads of the body from its start */
+
 static ssize_t produce_body(void *buf, size_t len, uint64_t offset, void *userdata) {
         const char *b = userdata;
         size_t n = MIN(MIN(len, (size_t) 5), strlen(b) - (size_t) offset);
 
+        if (offset == 0)
+                body_passes++;
         memcpy(buf, b + offset, n);
         return (ssize_t) n;
 }
 
-static void put_signed(bool produced) {
+typedef enum { BODY_COPIED, BODY_PRODUCED, BODY_PRODUCED_DIGESTS } body_mode;
+
+static void put_signed(body_mode mode) {
         _cleanup_(sd_event_unrefp) sd_event *e = NULL;
         _cleanup_(s3_client_freep) s3_client *c = NULL;
         _cleanup_(s3_object_freep) s3_object *obj = NULL;
@@ -487,16 +493,29 @@ static void put_signed(bool produced) {
         set_response("HTTP/1.1 200 OK\r\nETag: \"abc\"", "");
         assert_int_equal(sd_event_new(&e), 0);
         c = new_s3(e, NULL);
-        if (produced)
-                /* Read from a producer in 5-byte pieces: the same request. */
+        body_passes = 0;
+        if (mode != BODY_COPIED) {
+                /* Read from a producer in 5-byte pieces: the same request. With
+                 * the digests given, the body is read only to be sent. */
+                unsigned char given_sha[32], given_md5[16];
+                unsigned dl = 0;
+
+                assert_int_equal(hash_sha256(body, strlen(body), given_sha), 0);
+                assert_int_equal(EVP_Digest(body, strlen(body), given_md5, &dl, EVP_md5(), NULL),
+                                 1);
                 assert_int_equal(
-                        s3_put_object_sync(c, "dir/a b+c~d=é.json", NULL, strlen(body),
-                                           &(s3_put_opts){.content_type = "application/json",
-                                                          .body_fn = produce_body,
-                                                          .body_userdata = (void *) body},
-                                           &obj, &err),
+                        s3_put_object_sync(
+                                c, "dir/a b+c~d=é.json", NULL, strlen(body),
+                                &(s3_put_opts){
+                                        .content_type = "application/json",
+                                        .body_fn = produce_body,
+                                        .body_userdata = (void *) body,
+                                        .sha256 = mode == BODY_PRODUCED_DIGESTS ? given_sha : NULL,
+                                        .md5 = mode == BODY_PRODUCED_DIGESTS ? given_md5 : NULL},
+                                &obj, &err),
                         0);
-        else
+                assert_int_equal(body_passes, mode == BODY_PRODUCED_DIGESTS ? 1 : 2);
+        } else
                 assert_int_equal(
                         s3_put_object_sync(c, "dir/a b+c~d=é.json", body, strlen(body),
                                            &(s3_put_opts){.content_type = "application/json"}, &obj,
@@ -527,8 +546,9 @@ static void put_signed(bool produced) {
 }
 
 static void test_s3_put_signed(void **state) {
-        put_signed(false);
-        put_signed(true);
+        put_signed(BODY_COPIED);
+        put_signed(BODY_PRODUCED);
+        put_signed(BODY_PRODUCED_DIGESTS);
 }
 
 static void test_s3_list_signed(void **state) {
