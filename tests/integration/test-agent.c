@@ -527,6 +527,40 @@ static void publish_direct(json_object *spec, const char *uid, int64_t revision,
         store_put("index.json", text, len);
 }
 
+typedef struct revision_expect {
+        const agent *a;
+        double revision;
+} revision_expect;
+
+static bool applied_revision_is(void *userdata) {
+        revision_expect *x = userdata;
+        char series[256];
+
+        snprintf(series, sizeof(series), "ballast_agent_applied_revision{bundle=\"%s/web\"}", ns);
+        return metric(x->a, series) == x->revision;
+}
+
+/* Waits until the operator has published the current spec of "web" and the
+ * agents of nodes a and b have applied that revision. On its way there the
+ * operator may publish a revision for the spec it had cached (above one
+ * published behind its back), so the files alone don't tell. */
+static void wait_converged(void) {
+        _cleanup_free_ char *gen = kget("cb/web", "{.metadata.generation}"), *rev = NULL;
+
+        assert_non_null(gen);
+        wait_jsonpath("cb/web", "{.status.observedGeneration}", gen, 30000);
+        rev = kget("cb/web", "{.status.revision}");
+        assert_non_null(rev);
+        for (int i = 0; i < 2; i++) {
+                revision_expect x = {&agents[i], strtod(rev, NULL)};
+
+                if (!support_wait_for(applied_revision_is, &x, 30000)) {
+                        dump_agents();
+                        fail_msg("%s did not apply revision %s of web", agents[i].name, rev);
+                }
+        }
+}
+
 static void test_api_server_paused_store_update_arrives(void **state) {
         _cleanup_free_ char *spec_text = kget("cb/web", "{.spec}"),
                             *uid = kget("cb/web", "{.metadata.uid}"),
@@ -560,6 +594,7 @@ static void test_api_server_paused_store_update_arrives(void **state) {
          * through the API converges everyone on port 9999 again. */
         bundle_yaml(yaml, sizeof(yaml), "web", "web", "app", "9999");
         kapply(yaml);
+        wait_converged();
 }
 
 static void test_both_down_restart_serves_cache(void **state) {
