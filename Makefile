@@ -4,9 +4,11 @@
 #   make                      build/ballast-operator, build/ballast-agent
 #   make check                unit tests (seconds, no servers)
 #   make test                 deps, build, local control plane, unit + integration
-#                             (+ ASan/UBSan pass), teardown even on failure
+#                             (+ ASan/UBSan pass), the kind suite, teardown even
+#                             on failure
 #   make SANITIZER=address,undefined ...   everything instrumented (in build/san/)
 #   make lint                 clang-format and layering checks
+#   make kind-e2e             the end-to-end suite on a kind cluster (offline)
 #   make cluster-up / cluster-down         the local control plane (tests/cluster)
 
 .DEFAULT_GOAL := all
@@ -30,7 +32,7 @@ PKGS := libcurl json-c yaml-0.1 libsystemd expat libcrypto libmicrohttpd zlib
 # pkg-config output is cached in $(BUILD)/config.mk, which depends on the
 # dependency installer: GNU make remakes it (installing what is missing) and
 # restarts before compiling anything.
-NODEPS_GOALS := clean lint cluster-up cluster-down distclean help demo-down
+NODEPS_GOALS := clean lint cluster-up cluster-down distclean help demo-down kind-e2e-down
 ifneq ($(filter-out $(NODEPS_GOALS),$(or $(MAKECMDGOALS),all)),)
 -include $(BUILD)/config.mk
 endif
@@ -114,7 +116,12 @@ bench: bench-agent
 bench-agent: all
 	@bash tests/bench/bench-agent.sh
 
-# The scenarios of `make e2e` on a kind cluster (needs Docker, kind, internet).
-.PHONY: kind-e2e
+# The scenarios of `make e2e` and what only real nodes show, on a kind cluster
+# built offline (kind-e2e/README.md); part of `make test`. KEEP=1 leaves the
+# cluster running; `make kind-e2e-down` removes it and what the suite made.
+.PHONY: kind-e2e kind-e2e-down
 kind-e2e:
 	@bash kind-e2e/run.sh
+
+kind-e2e-down:
+	@bash kind-e2e/run.sh down

@@ -10,6 +10,7 @@ pkgs=(
         libexpat1-dev libssl-dev libmicrohttpd-dev zlib1g-dev libcmocka-dev
         clang-format shellcheck openssl curl ca-certificates dbus-daemon jq socat
         python3 python3-yaml
+        libseccomp-dev busybox-static
 )
 
 missing=()

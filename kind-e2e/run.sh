@@ -1,18 +1,24 @@
 #!/usr/bin/env bash
 # make kind-e2e: the end-to-end scenarios of `make e2e` (tests/e2e/scenarios.sh,
-# shared) on a real kind cluster, for users with Docker, kind and internet.
-# See kind-e2e/README.md for each step. KEEP=1 leaves the cluster running.
+# shared) on a real kind cluster, where the operator and the agents run as pods
+# from the images this repository builds, plus what only real nodes show
+# (kind-e2e/scenarios-kind.sh). Works offline: see kind-e2e/README.md.
 #
+#   - kind, kubectl and helm built from pinned Go modules
+#     (tests/cluster/build-servers.sh --node), the node image built here
+#     (kind-e2e/node-image.sh) unless KIND_NODE_IMAGE names one or the
+#     upstream kindest/node image can be pulled;
 #   - a kind cluster: one control-plane node, two workers;
-#   - the images built here (make images) and loaded with `kind load`;
+#   - the images of `make images`, loaded with `kind load`;
 #   - versitygw as a container OUTSIDE the cluster, on a docker network of its
 #     own that every node joins: an external object store, no self-dependency;
-#   - `helm install --wait` of helm/ballast;
+#   - `helm install --wait` of helm/ballast, then `helm test`;
 #   - outages: the API server process paused inside the control-plane
-#     container (connections hang, as with `docker pause`, while the node and
-#     its agent stay observable); partitions: iptables rules inside each node
-#     container that drop only the traffic to the API server, so the nodes
-#     keep reaching the object store; the object store: `docker stop`.
+#     container; partitions: iptables rules inside each node container that
+#     drop only the traffic to the API server; the object store: `docker stop`.
+#
+# KEEP=1 leaves the cluster running; `make kind-e2e-down` (run.sh down)
+# removes it and everything the suite created.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/.." && pwd)
@@ -20,38 +26,136 @@ cd "$top"
 
 cluster=${KIND_CLUSTER:-ballast-e2e}
 version=$(cat VERSION)
-s3_image=${S3_IMAGE:-versity/versitygw:v1.8.0}
-s3=ballast-e2e-s3
-s3net=ballast-e2e-store
+s3=$cluster-s3
+s3net=$cluster-store
 opns=ballast-system
 E2E_APPS=e2e-apps
 E2E_OUTAGE=${E2E_OUTAGE:-60}
 E2E_CHART=$top/helm/ballast
+work=$top/build/kind-e2e
 access=ballaste2e
 secret=$(head -c 18 /dev/urandom | od -An -tx1 | tr -d ' \n')
+# The agents' projected token lives this long (the API server's minimum), so
+# the kubelet rotates it during the suite and the first one expires.
+token_ttl=600
+t_start=$SECONDS
+
+log() { printf 'kind-e2e: %s\n' "$*" >&2; }
+die() {
+        log "error: $*"
+        exit 2
+}
 
 need() { # COMMAND HOW-TO-GET-IT
-        command -v "$1" >/dev/null 2>&1 || {
-                echo "kind-e2e: '$1' is required: $2" >&2
-                exit 2
-        }
+        command -v "$1" >/dev/null 2>&1 || die "'$1' is required: $2"
 }
 need docker "install Docker Engine (https://docs.docker.com/engine/install/)"
-need kind "install kind (https://kind.sigs.k8s.io/docs/user/quick-start/#installation)"
-need kubectl "install kubectl (https://kubernetes.io/docs/tasks/tools/)"
-need helm "install Helm 3 or 4 (https://helm.sh/docs/intro/install/)"
 need jq "apt-get install jq"
 need curl "apt-get install curl"
-docker info >/dev/null 2>&1 || { echo "kind-e2e: cannot talk to the Docker daemon" >&2; exit 2; }
+docker info >/dev/null 2>&1 || die "cannot talk to the Docker daemon"
 
-export KUBECONFIG="$top/build/kind-e2e/kubeconfig"
-mkdir -p "$top/build/kind-e2e"
+export KUBECONFIG="$work/kubeconfig"
+mkdir -p "$work"
+
+# Everything the suite creates is labelled, so `down` finds it even after a
+# run that was killed.
+owned_label=dev.ballast.kind-e2e=$cluster
+
+teardown() {
+        local c
+        if command -v kind >/dev/null 2>&1; then
+                kind delete cluster --name "$cluster" >/dev/null 2>&1 || true
+        fi
+        # kind's own node containers, should kind be gone or have failed.
+        for c in $(docker ps -aq --filter "label=io.x-k8s.kind.cluster=$cluster"); do
+                docker rm -f -v "$c" >/dev/null 2>&1 || true
+        done
+        for c in $(docker ps -aq --filter "label=$owned_label"); do
+                docker rm -f -v "$c" >/dev/null 2>&1 || true
+        done
+        docker network rm "$s3net" >/dev/null 2>&1 || true
+        # kind's network, when this suite made it and nothing else uses it.
+        if [[ -f $work/kind-network-created ]] &&
+                [[ -z $(docker network inspect kind -f '{{range .Containers}}x{{end}}' 2>/dev/null) ]]; then
+                docker network rm kind >/dev/null 2>&1 || true
+        fi
+        rm -f "$work/kind-network-created"
+        # Images the suite made or loaded; the node image stays in the cache.
+        for c in $(docker images -q --filter "label=$owned_label" | sort -u); do
+                docker rmi -f "$c" >/dev/null 2>&1 || true
+        done
+        if [[ -f $work/node-image ]]; then docker rmi "$(cat "$work/node-image")" >/dev/null 2>&1 || true; fi
+        rm -f "$work/node-image"
+}
+
+if [[ ${1:-} == down ]]; then
+        bindir=$(bash tests/cluster/build-servers.sh --node --print-bindir 2>/dev/null | tail -n1) || bindir=
+        [[ -n $bindir ]] && export PATH="$bindir:$PATH"
+        teardown
+        log "removed cluster $cluster, the object store and what the suite made"
+        exit 0
+fi
+
+# ---- tools, the node image, the host's quirks -------------------------------------
+
+log "building (or reusing) kind, kubectl, helm and the node's binaries"
+bindir=$(bash tests/cluster/build-servers.sh --node | tail -n1)
+export PATH="$bindir:$PATH"
+kversion=$(kubectl version --client -o json | jq -r .clientVersion.gitVersion)
+
+# A stale cluster or store of the same name (a killed run) goes first.
+teardown
+
+if [[ -n ${KIND_NODE_IMAGE:-} ]]; then
+        node_image=$KIND_NODE_IMAGE
+        log "node image: $node_image (KIND_NODE_IMAGE)"
+elif [[ ${KIND_NODE_PULL:-1} != 0 ]] && timeout 120 docker pull -q "kindest/node:$kversion" >/dev/null 2>&1; then
+        node_image=kindest/node:$kversion
+        log "node image: $node_image (pulled)"
+else
+        node_image=$(bash "$here/node-image.sh" "$bindir" | tail -n1)
+        printf '%s\n' "$node_image" >"$work/node-image"
+        log "node image: $node_image (built here; kindest/node:$kversion cannot be pulled)"
+fi
+
+# Quirk 1: `docker run --privileged` fails when the host's capability bounding
+# set lacks a capability (CAP_SYS_RESOURCE on some VMs): kind runs its nodes
+# through a docker shim that asks for every capability but that one.
+shim=$work/shim
+rm -rf "$shim"
+if ! out=$(docker run --rm --privileged --entrypoint /bin/true "$node_image" 2>&1); then
+        missing=$(awk '/^CapBnd:/ {print $2}' /proc/self/status)
+        [[ $out == *"apply caps"* || $out == *"operation not permitted"* ]] ||
+                die "docker run --privileged fails for another reason than capabilities: $out"
+        log "quirk: docker run --privileged fails here (capability bounding set $missing): kind runs nodes with every capability but CAP_SYS_RESOURCE, through $shim/docker"
+        mkdir -p "$shim"
+        sed "s|@DOCKER@|$(command -v docker)|" "$here/docker-shim" >"$shim/docker"
+        chmod +x "$shim/docker"
+        export PATH="$shim:$PATH"
+fi
+# Quirk 2: a cgroup v1 host; the kubelet refuses cgroup v1 from 1.35 on unless told.
+cgroup_patch=""
+if [[ $(stat -f -c %T /sys/fs/cgroup) != cgroup2fs ]]; then
+        log "quirk: the host runs cgroup v1: the kubelets get failCgroupV1: false"
+        cgroup_patch=$'kubeadmConfigPatches:\n  - |\n    apiVersion: kubelet.config.k8s.io/v1beta1\n    kind: KubeletConfiguration\n    failCgroupV1: false'
+fi
+# Quirk 3: the Docker storage driver is fuse-overlayfs; the node image picks
+# the overlayfs snapshotter on /var (kind-e2e/node/entrypoint-pre).
+if [[ $(docker info -f '{{.Driver}}') == fuse-overlayfs ]]; then
+        log "quirk: Docker's storage driver is fuse-overlayfs: node containerd uses the overlayfs snapshotter on /var"
+fi
+
+{
+        cat "$here/kind-config.yaml"
+        [[ -z $cgroup_patch ]] || printf '%s\n' "$cgroup_patch"
+} >"$work/kind-config.yaml"
 
 # ---- the driver of tests/e2e/scenarios.sh --------------------------------------
 
 e2e_kubectl() { kubectl "$@"; }
 e2e_helm() { helm "$@"; }
-e2e_nodes() { kubectl get nodes -o jsonpath='{range .items[*]}{.metadata.name}{"\n"}{end}'; }
+# The node names, read once the cluster is up: checks work with the API server down.
+e2e_nodes() { printf '%s\n' "${nodes_cached[@]}"; }
 e2e_operator_ns() { echo "$opns"; }
 e2e_node_file() { docker exec "$1" cat "/etc/ballast/$2"; }
 e2e_node_has() { docker exec "$1" test -e "/etc/ballast/$2"; }
@@ -65,13 +169,22 @@ partition_rule() { # -I|-D NODE
         docker exec "$2" iptables "$1" FORWARD -d "$ip" -p tcp --dport 6443 -j DROP
         docker exec "$2" iptables "$1" OUTPUT -d "$ip" -p tcp --dport 6443 -j DROP
 }
-e2e_partition_nodes() { local n; for n in $(e2e_nodes | grep -v control-plane); do partition_rule -I "$n"; done; }
-e2e_heal_nodes() { local n; for n in $(e2e_nodes | grep -v control-plane); do partition_rule -D "$n"; done; }
+workers() { printf '%s\n' "${nodes_cached[@]}" | grep -v control-plane; }
+e2e_partition_nodes() { local n; for n in $(workers); do partition_rule -I "$n"; done; }
+e2e_heal_nodes() { local n; for n in $(workers); do partition_rule -D "$n"; done; }
 e2e_store_stop() { docker stop "$s3" >/dev/null; }
 e2e_store_start() { docker start "$s3" >/dev/null; }
-e2e_agent_restart() { # the kubelet restarts the container, no API server needed
-        docker exec "$1" sh -c 'crictl ps --name agent -q | xargs -r crictl stop' >/dev/null
+agent_container() { # NODE: the running agent container's ID (no API server needed)
+        docker exec "$1" crictl ps --name '^agent$' --state running -q 2>/dev/null | head -n1
 }
+e2e_agent_restart() { # the kubelet restarts the container, no API server needed
+        local before
+        before=$(agent_container "$1")
+        [[ -n $before ]] || fail "no running agent container on $1"
+        docker exec "$1" crictl stop "$before" >/dev/null
+        wait_until 60 "the kubelet restarts the agent container on $1" agent_replaced "$1" "$before"
+}
+agent_replaced() { local c; c=$(agent_container "$1"); [[ -n $c && $c != "$2" ]]; }
 e2e_agent_ready() { docker exec "$1" curl -sf "http://127.0.0.1:8082/readyz" >/dev/null; }
 e2e_agent_metric() {
         docker exec "$1" curl -sf "http://127.0.0.1:8082/metrics" | awk -v s="$2" '$1 == s {print $2}'
@@ -82,40 +195,48 @@ e2e_leader_kill() {
         kubectl -n "$opns" delete pod "$holder" --grace-period=0 --force >/dev/null 2>&1
 }
 e2e_dump() {
+        kubectl get pods -A -o wide || true
         kubectl -n "$opns" logs -l app.kubernetes.io/instance=ballast --all-containers --tail=40 --prefix || true
         docker logs --tail 20 "$s3" || true
 }
 
 cleanup() {
         local rc=$?
-        if [ "${KEEP:-0}" = 1 ]; then
-                echo "kind-e2e: KEEP=1: cluster $cluster and container $s3 left running"
+        if [[ ${KEEP:-0} == 1 ]]; then
+                log "KEEP=1: cluster $cluster and container $s3 left running (KUBECONFIG=$KUBECONFIG); make kind-e2e-down removes them"
         else
-                kind delete cluster --name "$cluster" >/dev/null 2>&1 || true
-                docker rm -f "$s3" >/dev/null 2>&1 || true
-                docker network rm "$s3net" >/dev/null 2>&1 || true
+                teardown
         fi
-        if [ $rc -eq 0 ]; then echo "kind-e2e: 8 passed, 0 failed"; else echo "kind-e2e: 0 passed, 1 failed"; fi
+        log "took $(((SECONDS - t_start) / 60))m$(((SECONDS - t_start) % 60))s"
+        if [[ $rc -eq 0 ]]; then echo "kind-e2e: $passed passed, 0 failed"; else echo "kind-e2e: $passed passed, 1 failed"; fi
         exit $rc
 }
+passed=0
 trap cleanup EXIT INT TERM
 
 # shellcheck source=tests/e2e/scenarios.sh
 source "$top/tests/e2e/scenarios.sh"
+# shellcheck source=kind-e2e/scenarios-kind.sh
+source "$here/scenarios-kind.sh"
 
-say "set-up: kind cluster $cluster, images, an external object store, helm install"
+say "set-up: kind cluster $cluster ($kversion), images, an external object store, helm install"
 step "images (make images)"
-make images
+make --no-print-directory images
 step "kind create cluster"
-kind create cluster --name "$cluster" --config "$here/kind-config.yaml" --kubeconfig "$KUBECONFIG" --wait 120s
+docker network inspect kind >/dev/null 2>&1 || touch "$work/kind-network-created"
+kind create cluster --name "$cluster" --config "$work/kind-config.yaml" --image "$node_image" \
+        --kubeconfig "$KUBECONFIG" --wait 180s
+mapfile -t nodes_cached < <(kubectl get nodes -o jsonpath='{range .items[*]}{.metadata.name}{"\n"}{end}')
+wait_until 180 "every node Ready" all_nodes_ready
 kind load docker-image "ballast-operator:$version" "ballast-agent:$version" --name "$cluster"
 
-step "the object store: $s3_image on docker network $s3net, outside the cluster"
-docker network create "$s3net" >/dev/null
-docker run -d --name "$s3" --network "$s3net" -p 127.0.0.1::7070 \
+step "the object store: versitygw on docker network $s3net, outside the cluster"
+s3_image=$(s3_image_build)
+docker network create --label "$owned_label" "$s3net" >/dev/null
+docker run -d --name "$s3" --label "$owned_label" --network "$s3net" -p 127.0.0.1::7070 \
         -e ROOT_ACCESS_KEY="$access" -e ROOT_SECRET_KEY="$secret" \
-        "$s3_image" posix /tmp >/dev/null
-for n in $(e2e_nodes); do docker network connect "$s3net" "$n"; done
+        "$s3_image" posix /data >/dev/null
+for n in "${nodes_cached[@]}"; do docker network connect "$s3net" "$n"; done
 s3_host_port=$(docker port "$s3" 7070 | head -n1)
 wait_until 60 "the S3 server answers" curl -s -o /dev/null "http://$s3_host_port/"
 curl -sf -X PUT --aws-sigv4 "aws:amz:us-east-1:s3" --user "$access:$secret" \
@@ -126,7 +247,7 @@ step "label the nodes: two web, one db"
 roles=(web web db)
 declare -A e2e_role
 i=0
-for n in $(e2e_nodes); do
+for n in "${nodes_cached[@]}"; do
         kubectl label node "$n" "role=${roles[$i]}" --overwrite >/dev/null
         e2e_role[$n]=${roles[$i]}
         i=$((i + 1))
@@ -134,35 +255,51 @@ done
 
 step "helm install --wait"
 kubectl create namespace "$E2E_APPS" >/dev/null
-cat >"$top/build/kind-e2e/values.yaml" <<VALUES
+cat >"$work/values.yaml" <<VALUES
 objectStore:
   location: "s3://ballast/kind?endpoint=http://$s3:7070&region=us-east-1&path_style=true"
   credentials:
     accessKeyId: "$access"
     secretAccessKey: "$secret"
 operator:
-  image: {tag: "$version", pullPolicy: IfNotPresent}
+  image: {tag: "$version", pullPolicy: Never}
   watchNamespace: "$E2E_APPS"
   fleetInterval: 2s
   leaderElection: {leaseDuration: 6s, renewDeadline: 4s, retryPeriod: 1s}
 agent:
-  image: {tag: "$version", pullPolicy: IfNotPresent}
+  image: {tag: "$version", pullPolicy: Never}
   hostNetwork: true
   pollInterval: 2s
+  serviceAccountToken: {expirationSeconds: $token_ttl}
+  # The host-service scenario moves one node's agent out of the DaemonSet.
+  affinity:
+    nodeAffinity:
+      requiredDuringSchedulingIgnoredDuringExecution:
+        nodeSelectorTerms:
+          - matchExpressions: [{key: ballast.dev/agent, operator: NotIn, values: [host]}]
   reloadActions:
     app:
       command: [/bin/sh, -c, '! grep -qs BROKEN "\$BALLAST_BUNDLE_DIR/app.conf"']
       timeout: 10s
 VALUES
-helm install ballast "$E2E_CHART" -n "$opns" --create-namespace -f "$top/build/kind-e2e/values.yaml" \
+helm install ballast "$E2E_CHART" -n "$opns" --create-namespace -f "$work/values.yaml" \
         --wait --timeout 5m
+token_record
+say "helm test"
+helm test ballast -n "$opns" --timeout 3m || fail "helm test failed"
+passed=$((passed + 1))
 
-scenario_install
-scenario_update
-scenario_api_outage
-scenario_both_down
-scenario_recovery
-scenario_bad_revision
-scenario_leader
-scenario_helm
-say "all scenarios passed on kind"
+run_scenario() { "$@" && passed=$((passed + 1)); }
+run_scenario scenario_rbac
+run_scenario scenario_operator_pods
+run_scenario scenario_install
+run_scenario scenario_update
+run_scenario scenario_api_outage_no_restarts
+run_scenario scenario_both_down
+run_scenario scenario_recovery
+run_scenario scenario_bad_revision
+run_scenario scenario_leader
+run_scenario scenario_host_service_reboot
+run_scenario scenario_token_rotation
+run_scenario scenario_helm
+say "all scenarios passed on kind ($node_image)"

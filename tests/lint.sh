@@ -25,7 +25,7 @@ if grep -nE '#\s*include\s*"[^"]*(render|publish|leader|cache|apply|fetch|engine
         rc=1
 fi
 
-mapfile -t shfiles < <(git ls-files '*.sh' .ci/run 2>/dev/null)
+mapfile -t shfiles < <(git ls-files '*.sh' .ci/run kind-e2e/docker-shim kind-e2e/node/entrypoint-pre 2>/dev/null)
 if [ ${#shfiles[@]} -gt 0 ]; then
         shellcheck -x "${shfiles[@]}" || rc=1
 fi

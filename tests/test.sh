@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # make test: the one test command. Installs what is missing, builds, starts
 # the local control plane, runs unit and integration tests (then again under
-# AddressSanitizer + UBSan), and tears the control plane down even on failure.
+# AddressSanitizer + UBSan) and the kind suite, and tears the control plane
+# down even on failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 top=$PWD
@@ -73,6 +74,8 @@ step "end to end (the chart installed for real, operator and agents as processes
 run e2e make --no-print-directory e2e
 step "container images and their smoke tests"
 run images-smoke make --no-print-directory images-smoke
+step "end to end on a kind cluster (the daemons as pods on real kubelets)"
+run kind-e2e make --no-print-directory kind-e2e
 
 step "unit + integration tests under AddressSanitizer + UBSan"
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1

@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Build (or reuse) the pinned binaries of Ballast's local test control plane:
 # etcd, etcdctl, kube-apiserver, kube-controller-manager, kube-scheduler,
-# kubectl, helm (v3), helm4 and versitygw.
+# kubectl, helm (v3), helm4 and versitygw. With --node, also what the kind
+# end-to-end suite (kind-e2e/) puts in its node image: kubelet, kubeadm,
+# kube-proxy, containerd, ctr, containerd-shim-runc-v2, runc, crictl, the CNI
+# plugins and coredns; and kind itself.
 #
 # Each component is built from the Go module under tests/cluster/tools/<name>/
 # into ${BALLAST_CACHE:-~/.cache/ballast}/bin/<name>-<version>-<key>/, where
@@ -13,7 +16,8 @@
 #                     style) instead; a component is built only when DIR lacks
 #                     one of its binaries (then DIR's binaries still win).
 #
-# Usage: build-servers.sh [--print-bindir | --prune | --versions | --help]
+# Usage: build-servers.sh [--node] [--print-bindir | --prune | --versions | --help]
+#   --node          the kind node components too (the bin dir then holds both).
 #   --print-bindir  print the directory if everything is already built, else
 #                   exit 1 without building.
 #   --prune         build if needed, then delete cached builds other than the
@@ -28,12 +32,21 @@ go_min=1.26.0
 
 # component | version | binaries it provides
 components=(kubernetes etcd versitygw helm3 helm4) # build order: optional helm4 last
+# The kind node image's (--node): kubelet shares the kubernetes module.
+node_components=(kubelet containerd runc crictl cni-plugins coredns kind)
 declare -A version=(
   [kubernetes]=v1.36.3
   [etcd]=v3.6.16
   [helm3]=v3.22.0
   [helm4]=v4.3.1
   [versitygw]=v1.8.0
+  [kubelet]=v1.36.3
+  [containerd]=v2.3.4
+  [runc]=v1.4.3
+  [crictl]=v1.36.0
+  [cni-plugins]=v1.9.1
+  [coredns]=v1.14.2
+  [kind]=v0.33.0
 )
 declare -A provides=(
   [kubernetes]="kube-apiserver kube-controller-manager kube-scheduler kubectl"
@@ -41,10 +54,21 @@ declare -A provides=(
   [helm3]="helm"
   [helm4]="helm4"
   [versitygw]="versitygw"
+  [kubelet]="kubelet kubeadm kube-proxy"
+  [containerd]="containerd ctr containerd-shim-runc-v2"
+  [runc]="runc"
+  [crictl]="crictl"
+  [cni-plugins]="host-local loopback ptp portmap bridge"
+  [coredns]="coredns"
+  [kind]="kind"
 )
+# The Go module under tools/ a component is built from, when not its name.
+declare -A module=([kubelet]=kubernetes)
 # Optional components: a failure to build them is reported, not fatal.
 declare -A optional=([helm4]=1)
-declare -A slow=([kubernetes]=" (10-20 min on 2 cores)" [helm4]=" (~3 min)" [helm3]=" (~2 min)")
+declare -A slow=([kubernetes]=" (10-20 min on 2 cores)" [helm4]=" (~3 min)" [helm3]=" (~2 min)"
+  [kubelet]=" (~3 min after kubernetes)" [containerd]=" (~4 min)" [crictl]=" (~2 min)"
+  [coredns]=" (~7 min)" [kind]=" (~2 min)")
 
 log() { printf 'build-servers: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -59,7 +83,7 @@ module_time() { # module version
 ldflags_for() { # component
   local v=${version[$1]} p c f="-s -w" t
   case $1 in
-  kubernetes)
+  kubernetes | kubelet)
     local minor=${v#v1.}; minor=${minor%%.*}
     t=$(cd "$tools/kubernetes" && module_time k8s.io/kubernetes "$v")
     for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
@@ -82,14 +106,22 @@ ldflags_for() { # component
   versitygw)
     t=$(cd "$tools/versitygw" && module_time github.com/versity/versitygw "$v")
     f+=" -X main.Version=$v -X main.Build=go-module -X main.BuildTime=${t:-none}" ;;
+  containerd)
+    f+=" -X github.com/containerd/containerd/v2/version.Version=$v"
+    f+=" -X github.com/containerd/containerd/v2/version.Revision=go-module" ;;
+  runc) f+=" -X main.version=${v#v} -X main.gitCommit=go-module" ;;
+  crictl) f+=" -X sigs.k8s.io/cri-tools/pkg/version.Version=$v" ;;
+  cni-plugins) f+=" -X github.com/containernetworking/plugins/pkg/utils/buildversion.BuildVersion=$v" ;;
   esac
   printf '%s\n' "$f"
 }
 
 # Cache key: the module's go.mod + go.sum + this script's build recipe.
+modir() { printf '%s\n' "$tools/${module[$1]:-$1}"; }
+
 key_for() { # component
   {
-    cat "$tools/$1/go.mod" "$tools/$1/go.sum"
+    cat "$(modir "$1")/go.mod" "$(modir "$1")/go.sum"
     printf '%s\n' "${version[$1]}" "${provides[$1]}" "$(uname -sm)"
     sed -n '/^ldflags_for()/,/^}/p;/^go_build_component()/,/^}/p' "$0"
   } | sha256sum | cut -c1-10
@@ -120,8 +152,9 @@ go_build_component() { # component outdir
   local c=$1 out=$2 ld
   ld=$(ldflags_for "$c")
   (
-    cd "$tools/$c"
+    cd "$(modir "$c")"
     export CGO_ENABLED=0 GOWORK=off GOFLAGS="${GOFLAGS:-} -mod=readonly"
+    local p
     case $c in
     kubernetes)
       # One invocation: the four commands share most packages.
@@ -134,6 +167,22 @@ go_build_component() { # component outdir
     helm3) go build -trimpath -ldflags "$ld" -o "$out/helm" helm.sh/helm/v3/cmd/helm ;;
     helm4) go build -trimpath -ldflags "$ld" -o "$out/helm4" helm.sh/helm/v4/cmd/helm ;;
     versitygw) go build -trimpath -ldflags "$ld" -o "$out/versitygw" github.com/versity/versitygw/cmd/versitygw ;;
+    kubelet)
+      go build -trimpath -ldflags "$ld" -o "$out/" \
+        k8s.io/kubernetes/cmd/kubelet k8s.io/kubernetes/cmd/kubeadm k8s.io/kubernetes/cmd/kube-proxy ;;
+    containerd)
+      # cgo (as upstream builds it); the storage drivers a kind node never uses are left out.
+      CGO_ENABLED=1 go build -trimpath -tags "no_aufs no_zfs no_btrfs no_devmapper" -ldflags "$ld" -o "$out/" \
+        github.com/containerd/containerd/v2/cmd/containerd github.com/containerd/containerd/v2/cmd/ctr \
+        github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2 ;;
+    runc) CGO_ENABLED=1 go build -trimpath -tags "seccomp urfave_cli_no_docs" -ldflags "$ld" -o "$out/runc" github.com/opencontainers/runc ;;
+    crictl) go build -trimpath -ldflags "$ld" -o "$out/crictl" sigs.k8s.io/cri-tools/cmd/crictl ;;
+    cni-plugins)
+      for p in ipam/host-local main/loopback main/ptp meta/portmap main/bridge; do
+        go build -trimpath -ldflags "$ld" -o "$out/${p#*/}" "github.com/containernetworking/plugins/plugins/$p" || exit 1
+      done ;;
+    coredns) go build -trimpath -ldflags "$ld" -o "$out/coredns" github.com/coredns/coredns ;;
+    kind) go build -trimpath -ldflags "$ld" -o "$out/kind" sigs.k8s.io/kind ;;
     esac
   )
 }
@@ -151,6 +200,13 @@ build_component() { # component outdir
   helm3) got=$("$out/helm" version --short) ;;
   helm4) got=$("$out/helm4" version --short) ;;
   versitygw) got=$("$out/versitygw" --version) ;;
+  kubelet) got=$("$out/kubelet" --version) ;;
+  containerd) got=$("$out/containerd" --version) ;;
+  runc) got=$("$out/runc" --version) ;;
+  crictl) got=$("$out/crictl" --version) ;;
+  cni-plugins) got=$(CNI_COMMAND=VERSION "$out/ptp" </dev/null; "$out/ptp" </dev/null 2>&1 || true) ;;
+  coredns) got=$("$out/coredns" -version) ;;
+  kind) got=$("$out/kind" version) ;;
   esac
   [[ $got == *"${v#v}"* ]] || { log "error: $c binaries report '$got', not $v"; return 1; }
 }
@@ -169,6 +225,10 @@ needs_cache() {
 cache_dir() { printf '%s\n' "$cache/bin/$1-${version[$1]}-$(key_for "$1")"; }
 
 mode=build prune=0
+if [[ ${1:-} == --node ]]; then
+  components+=("${node_components[@]}")
+  shift
+fi
 case ${1:-} in
 '') ;;
 --print-bindir) mode=print ;;

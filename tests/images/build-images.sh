@@ -5,6 +5,9 @@
 #   ballast-operator:VERSION    ballast-agent:VERSION
 #
 # Usage: tests/images/build-images.sh [operator] [agent]    (default: both)
+#        tests/images/build-images.sh base
+#   base: only make sure debian:bookworm exists, then print the network
+#   arguments (maybe none) that `docker build` must use to reach apt's mirrors.
 #
 # The Dockerfiles build FROM debian:bookworm. When that image is missing and
 # cannot be pulled (no registry reachable), it is made here instead, under the
@@ -50,8 +53,8 @@ which=("$@")
 [ ${#which[@]} -gt 0 ] || which=(operator agent)
 for w in "${which[@]}"; do
         case $w in
-        operator | agent) ;;
-        *) die "unknown image '$w' (operator or agent)" ;;
+        operator | agent | base) ;;
+        *) die "unknown image '$w' (operator, agent or base)" ;;
         esac
 done
 
@@ -233,6 +236,10 @@ for b in "${bases[@]}"; do
         ensure_base_image "$b"
 done
 choose_build_network "${bases[0]}"
+if [ "${which[*]}" = base ]; then
+        printf '%s\n' "${netargs[*]}"
+        exit 0
+fi
 
 # ---------------------------------------------------------------- images
 

@@ -1,0 +1,9 @@
+//go:build tools
+
+// Package tools pins github.com/opencontainers/runc for the kind node image
+// (tests/cluster/build-servers.sh --node).
+package tools
+
+import (
+	_ "github.com/opencontainers/runc"
+)
