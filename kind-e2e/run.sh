@@ -89,7 +89,7 @@ teardown() {
 }
 
 if [[ ${1:-} == down ]]; then
-        bindir=$(bash tests/cluster/build-servers.sh --node --print-bindir 2>/dev/null | tail -n1) || bindir=
+        bindir=$(bash tests/cluster/build-servers.sh --node --print-bindir 2>/dev/null | tail -n1) || bindir=""
         [[ -n $bindir ]] && export PATH="$bindir:$PATH"
         teardown
         log "removed cluster $cluster, the object store and what the suite made"
@@ -98,8 +98,11 @@ fi
 
 # ---- tools, the node image, the host's quirks -------------------------------------
 
+# KIND_KUBERNETES=MINOR: another Kubernetes minor version (tools/kubernetes-MINOR).
+kube_args=()
+[[ -z ${KIND_KUBERNETES:-} ]] || kube_args=(--kubernetes "$KIND_KUBERNETES")
 log "building (or reusing) kind, kubectl, helm and the node's binaries"
-bindir=$(bash tests/cluster/build-servers.sh --node | tail -n1)
+bindir=$(bash tests/cluster/build-servers.sh --node "${kube_args[@]}" | tail -n1)
 export PATH="$bindir:$PATH"
 kversion=$(kubectl version --client -o json | jq -r .clientVersion.gitVersion)
 
@@ -135,7 +138,9 @@ if ! out=$(docker run --rm --privileged --entrypoint /bin/true "$node_image" 2>&
 fi
 # Quirk 2: a cgroup v1 host; the kubelet refuses cgroup v1 from 1.35 on unless told.
 cgroup_patch=""
-if [[ $(stat -f -c %T /sys/fs/cgroup) != cgroup2fs ]]; then
+kminor=${kversion#v1.}
+kminor=${kminor%%.*}
+if [[ $(stat -f -c %T /sys/fs/cgroup) != cgroup2fs ]] && ((kminor >= 35)); then
         log "quirk: the host runs cgroup v1: the kubelets get failCgroupV1: false"
         cgroup_patch=$'kubeadmConfigPatches:\n  - |\n    apiVersion: kubelet.config.k8s.io/v1beta1\n    kind: KubeletConfiguration\n    failCgroupV1: false'
 fi

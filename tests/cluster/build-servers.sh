@@ -16,8 +16,12 @@
 #                     style) instead; a component is built only when DIR lacks
 #                     one of its binaries (then DIR's binaries still win).
 #
-# Usage: build-servers.sh [--node] [--print-bindir | --prune | --versions | --help]
+# Usage: build-servers.sh [--node] [--kubernetes MINOR] [--print-bindir | --prune | --versions | --help]
 #   --node          the kind node components too (the bin dir then holds both).
+#   --kubernetes MINOR
+#                   the Kubernetes binaries of another minor version, from the
+#                   module tools/kubernetes-MINOR (the kind suite's oldest
+#                   version; the rest stays as pinned here).
 #   --print-bindir  print the directory if everything is already built, else
 #                   exit 1 without building.
 #   --prune         build if needed, then delete cached builds other than the
@@ -85,7 +89,7 @@ ldflags_for() { # component
   case $1 in
   kubernetes | kubelet)
     local minor=${v#v1.}; minor=${minor%%.*}
-    t=$(cd "$tools/kubernetes" && module_time k8s.io/kubernetes "$v")
+    t=$(cd "$(modir "$1")" && module_time k8s.io/kubernetes "$v")
     for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
       f+=" -X $p.gitVersion=$v -X $p.gitMajor=1 -X $p.gitMinor=$minor"
       f+=" -X $p.gitCommit=0000000000000000000000000000000000000000"
@@ -225,10 +229,21 @@ needs_cache() {
 cache_dir() { printf '%s\n' "$cache/bin/$1-${version[$1]}-$(key_for "$1")"; }
 
 mode=build prune=0
-if [[ ${1:-} == --node ]]; then
-  components+=("${node_components[@]}")
-  shift
-fi
+while [[ ${1:-} == --node || ${1:-} == --kubernetes ]]; do
+  case $1 in
+  --node) components+=("${node_components[@]}"); shift ;;
+  --kubernetes)
+    # Another minor version, from its own module: tools/kubernetes-MINOR.
+    [[ ${2:-} =~ ^1\.[0-9]+$ ]] || die "--kubernetes needs a minor version such as 1.30"
+    if [[ ${version[kubernetes]} != "v$2."* ]]; then
+      [[ -f $tools/kubernetes-$2/go.mod ]] || die "no module pins Kubernetes $2: $tools/kubernetes-$2/go.mod is missing"
+      module[kubernetes]=kubernetes-$2 module[kubelet]=kubernetes-$2
+      version[kubernetes]=$(sed -n 's/^require k8s.io\/kubernetes \(v[^ ]*\)$/\1/p' "$tools/kubernetes-$2/go.mod")
+      version[kubelet]=${version[kubernetes]}
+    fi
+    shift 2 ;;
+  esac
+done
 case ${1:-} in
 '') ;;
 --print-bindir) mode=print ;;
