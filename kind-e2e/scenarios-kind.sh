@@ -18,7 +18,7 @@ s3_image_build() {
         cp -L "$bindir/versitygw" "$d/"
         printf '%s\n' 'FROM scratch' 'COPY versitygw /usr/local/bin/versitygw' 'WORKDIR /data' \
                 'ENTRYPOINT ["/usr/local/bin/versitygw"]' >"$d/Dockerfile"
-        docker build -q --label "$owned_label" -t "$tag" "$d" >/dev/null || fail "cannot build $tag"
+        docker build -q --label "$owned_label" -t "$tag" "$d" >/dev/null 2>&1 || fail "cannot build $tag"
         rm -rf "$d"
         printf '%s\n' "$tag"
 }

@@ -1409,7 +1409,10 @@ void controller_set_leading(controller *c, bool leading) {
 }
 
 bool controller_is_synced(const controller *c) {
-        return c->cr_synced && c->cm_synced && (!c->store || c->store_index_loaded);
+        /* Only the leader reads the object store's index: a standby is ready
+         * once its caches are warm, which is all it needs to take over. (A
+         * standby never ready would hold every rollout of the Deployment.) */
+        return c->cr_synced && c->cm_synced && (!c->store || !c->leading || c->store_index_loaded);
 }
 
 void controller_get_stats(const controller *c, controller_stats *ret) {
