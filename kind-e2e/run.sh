@@ -291,7 +291,7 @@ helm install ballast "$E2E_CHART" -n "$opns" --create-namespace -f "$work/values
         --wait --timeout 5m
 token_record
 say "helm test"
-helm test ballast -n "$opns" --timeout 3m || fail "helm test failed"
+helm test ballast -n "$opns" --logs --timeout 3m || fail "helm test failed"
 passed=$((passed + 1))
 
 run_scenario() { "$@" && passed=$((passed + 1)); }

@@ -23,6 +23,11 @@ s3_image_build() {
         printf '%s\n' "$tag"
 }
 
+sa_of() { # COMPONENT -> the ServiceAccount its pods run as
+        kubectl -n "$opns" get pods -l "app.kubernetes.io/instance=ballast,app.kubernetes.io/component=$1" \
+                -o jsonpath='{.items[0].spec.serviceAccountName}'
+}
+
 pods_of() { # COMPONENT -> "pod node" lines
         kubectl -n "$opns" get pods -l "app.kubernetes.io/instance=ballast,app.kubernetes.io/component=$1" \
                 -o jsonpath='{range .items[*]}{.metadata.name} {.spec.nodeName}{"\n"}{end}'
@@ -43,8 +48,8 @@ scenario_rbac() {
         say "kind: kubectl auth can-i as each ServiceAccount shows the least privilege helm/ballast/README.md claims"
         declare -gA sa_token
         kubectl config view --raw -o jsonpath='{.clusters[0].cluster.certificate-authority-data}' | base64 -d >"$work/ca.crt"
-        sa_token[agent]=$(kubectl -n "$opns" create token ballast-ballast-agent --duration=10m)
-        sa_token[operator]=$(kubectl -n "$opns" create token ballast-ballast-operator --duration=10m)
+        sa_token[agent]=$(kubectl -n "$opns" create token "$(sa_of agent)" --duration=10m) || fail "no token for the agents' ServiceAccount"
+        sa_token[operator]=$(kubectl -n "$opns" create token "$(sa_of operator)" --duration=10m) || fail "no token for the operator's ServiceAccount"
         local cb=configbundles.ballast.dev lease=leases.coordination.k8s.io t want sa verb res ns name sub got bad=0
         # want identity verb resource namespace name subresource ("-": none).
         # The operator watches only $E2E_APPS here (operator.watchNamespace),
@@ -66,7 +71,7 @@ scenario_rbac() {
                 "no operator list secrets $opns - -" "no operator list nodes - - -" "no operator create pods $opns - -"; do
                 read -r want sa verb res ns name sub <<<"$t"
                 ns=${ns#-} name=${name#-} sub=${sub#-}
-                got=$(as_sa "$sa" auth can-i "$verb" "$res${name:+/$name}" ${ns:+-n "$ns"} ${sub:+--subresource="$sub"} 2>/dev/null) || true
+                got=$(as_sa "$sa" auth can-i "$verb" "$res${name:+/$name}" ${ns:+-n "$ns"} ${sub:+--subresource="$sub"} </dev/null 2>/dev/null) || true
                 if [[ $got != "$want" ]]; then
                         printf '[e2e]     can-i as %s: %s %s%s%s%s: %s, want %s\n' "$sa" "$verb" "$res" \
                                 "${name:+/$name}" "${sub:+ ($sub)}" "${ns:+ in $ns}" "${got:-error}" "$want" >&2
@@ -230,7 +235,7 @@ scenario_host_service_reboot() {
 apiVersion: v1
 kind: Config
 clusters: [{name: kind, cluster: {server: "$server", certificate-authority-data: "$(base64 -w0 <"$work/ca.crt")"}}]
-users: [{name: agent, user: {token: "$(kubectl -n "$opns" create token ballast-ballast-agent --duration=2h)"}}]
+users: [{name: agent, user: {token: "$(kubectl -n "$opns" create token "$(sa_of agent)" --duration=2h)"}}]
 contexts: [{name: agent, context: {cluster: kind, user: agent}}]
 current-context: agent
 KUBECONFIG

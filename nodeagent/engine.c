@@ -1061,6 +1061,17 @@ int engine_new(const engine_opts *o, engine **ret) {
                                         "Bundles taken off the node.");
         e->m_cache_bytes = metric_register("ballast_agent_cache_bytes", METRIC_GAUGE,
                                            "Bytes of manifests in the cache.");
+        /* The counters the alerts watch with increase() start at 0: a series
+         * that first appears at 1 has no earlier sample to rise from, so the
+         * first rollback would go unnoticed (docs/operations.md). */
+        metric_add(e->m_rollbacks, NULL, 0);
+        for (int src = 0; src < _ENGINE_SOURCE_MAX; src++) {
+                char lbl[32];
+
+                snprintf(lbl, sizeof(lbl), "source=\"%s\"",
+                         engine_source_to_string((engine_source) src));
+                metric_add(e->m_verify, lbl, 0);
+        }
         *ret = TAKE_PTR(e);
         return 0;
 }

@@ -20,6 +20,7 @@
 #include "metrics.h"
 #include "loop.h"
 #include "objstore.h"
+#include "release.h"
 #include "settings.h"
 
 typedef struct manager {
@@ -238,6 +239,22 @@ static int on_tick(sd_event_source *s, uint64_t usec, void *userdata) {
         return 0;
 }
 
+/* Credentials from @kubeconfig (its @context), or in-cluster when NULL. Logs
+ * why they could not be loaded. */
+static int load_credentials(const char *kubeconfig, const char *context, kube_config **ret) {
+        err_info e;
+        int r;
+
+        err_info_clear(&e);
+        if (kubeconfig)
+                r = kube_config_load_kubeconfig(kubeconfig, context, ret, &e);
+        else
+                r = kube_config_load_incluster(NULL, ret, &e);
+        if (r < 0)
+                return log_error_errno(r, "Failed to load Kubernetes credentials: %s", e.message);
+        return 0;
+}
+
 static int run(manager *op) {
         _cleanup_(kube_config_freep) kube_config *kc = NULL;
         settings *s = op->settings;
@@ -254,13 +271,9 @@ static int run(manager *op) {
         err_info e;
         int r;
 
-        err_info_clear(&e);
-        if (s->kubeconfig)
-                r = kube_config_load_kubeconfig(s->kubeconfig, s->kube_context, &kc, &e);
-        else
-                r = kube_config_load_incluster(NULL, &kc, &e);
+        r = load_credentials(s->kubeconfig, s->kube_context, &kc);
         if (r < 0)
-                return log_error_errno(r, "Failed to load Kubernetes credentials: %s", e.message);
+                return r;
         r = kube_client_new(op->event, kc, &ko, &op->kube);
         if (r < 0)
                 return log_error_errno(r, "Failed to create the Kubernetes client: %m");
@@ -323,6 +336,44 @@ static int run(manager *op) {
         return 0;
 }
 
+/* `ballast-operator check-release ...` (the chart's helm test): exit 0 when
+ * the release is healthy, 1 when not, 2 on a usage error. It prints its
+ * verdict (release.h) rather than logging: a person reads it in the test
+ * pod's log. */
+static int run_check_release(int argc, char *argv[]) {
+        _cleanup_(check_settings_freep) check_settings *s = NULL;
+        _cleanup_(kube_config_freep) kube_config *kc = NULL;
+        _cleanup_(kube_client_freep) kube_client *k = NULL;
+        _cleanup_(sd_event_unrefp) sd_event *event = NULL;
+        /* A request that hangs must not use up the whole --timeout. */
+        kube_client_opts ko = {.timeout_usec = 10 * USEC_PER_SEC};
+        err_info e;
+        int r;
+
+        err_info_clear(&e);
+        r = check_settings_load(argc, argv, &s, &e);
+        if (r < 0) {
+                fprintf(stderr,
+                        "ballast-operator check-release: %s\n"
+                        "Try 'ballast-operator check-release --help'.\n",
+                        e.message[0] ? e.message : strerror(-r));
+                return 2;
+        }
+        if (r == 0)
+                return 0;
+
+        if (load_credentials(s->kubeconfig, s->kube_context, &kc) < 0)
+                return 1;
+        r = sd_event_new(&event);
+        if (r >= 0)
+                r = kube_client_new(event, kc, &ko, &k);
+        if (r < 0) {
+                log_error_errno(r, "Failed to create the Kubernetes client: %m");
+                return 1;
+        }
+        return release_check(k, s, RELEASE_CHECK_INTERVAL_USEC, stdout) < 0 ? 1 : 0;
+}
+
 int main(int argc, char *argv[]) {
         manager op = {};
         err_info e;
@@ -337,6 +388,8 @@ int main(int argc, char *argv[]) {
         (void) mallopt(M_MMAP_THRESHOLD, 64 * 1024);
         (void) mallopt(M_TRIM_THRESHOLD, 256 * 1024);
         log_setup("ballast-operator", LOG_INFO, LOG_TARGET_AUTO);
+        if (argc > 1 && streq(argv[1], "check-release"))
+                return run_check_release(argc - 1, argv + 1);
         err_info_clear(&e);
         r = settings_load(argc, argv, &op.settings, &e);
         if (r < 0) {

@@ -75,20 +75,47 @@ static const setting_def defs[] = {
          "error, warning, info or debug (default: info)"},
 };
 
+/* The rows of `ballast-operator check-release` (the chart's helm test). */
+#define C(field) offsetof(check_settings, field)
+
+static const setting_def check_defs[] = {
+        {"kubeconfig", "KUBECONFIG", NULL, T_STRING, C(kubeconfig), 0, 0,
+         "kubeconfig file; in-cluster credentials when unset"},
+        {"context", NULL, NULL, T_STRING, C(kube_context), 0, 0,
+         "kubeconfig context (default: the current one)"},
+        {"namespace", "POD_NAMESPACE", NULL, T_STRING, C(namespace), 0, 0,
+         "the release's namespace (default: the credentials' namespace)"},
+        {"deployment", NULL, NULL, T_STRING, C(deployment), 0, 0, "the operator's Deployment"},
+        {"daemonset", NULL, NULL, T_STRING, C(daemonset), 0, 0, "the agents' DaemonSet"},
+        {"timeout", NULL, NULL, T_DURATION, C(timeout_usec), 0, 0,
+         "keep checking this long before giving up (default: 60s)"},
+};
+
+/* Frees the strings of the rows @rows[@n] in @base, then @base. */
+static void free_fields(const setting_def *rows, size_t n, void *base) {
+        if (!base)
+                return;
+        for (size_t i = 0; i < n; i++)
+                if (rows[i].type == T_STRING)
+                        free(*(char **) ((char *) base + rows[i].offset));
+        free(base);
+}
+
 settings *settings_free(settings *s) {
-        if (!s)
-                return NULL;
-        for (size_t i = 0; i < ELEMENTSOF(defs); i++)
-                if (defs[i].type == T_STRING)
-                        free(*(char **) ((char *) s + defs[i].offset));
-        free(s);
+        free_fields(defs, ELEMENTSOF(defs), s);
         return NULL;
 }
 
-/* Stores @value (from @origin, for messages) into the field of @d. */
-static int setting_set(settings *s, const setting_def *d, const char *value, const char *origin,
+check_settings *check_settings_free(check_settings *s) {
+        free_fields(check_defs, ELEMENTSOF(check_defs), s);
+        return NULL;
+}
+
+/* Stores @value (from @origin, for messages) into the field of @d in @base,
+ * a settings or check_settings. */
+static int setting_set(void *base, const setting_def *d, const char *value, const char *origin,
                        err_info *e) {
-        void *field = (char *) s + d->offset;
+        void *field = (char *) base + d->offset;
         uint64_t u;
         bool b;
         int r;
@@ -207,66 +234,89 @@ static int load_file(settings *s, const char *path, err_info *e) {
         return 0;
 }
 
+/* The lines of --help for @rows: flag, help and environment variable. */
+static void help_rows(const setting_def *rows, size_t n) {
+        for (size_t i = 0; i < n; i++) {
+                char left[64];
+
+                snprintf(left, sizeof(left), "--%s=%s", rows[i].flag,
+                         rows[i].type == T_BOOL                               ? "BOOL"
+                         : rows[i].type == T_DURATION                         ? "DURATION"
+                         : rows[i].type == T_UINT || rows[i].type == T_DOUBLE ? "N"
+                                                                              : "VALUE");
+                printf("     %-26s %s%s%s%s\n", left, rows[i].help, rows[i].env ? " [$" : "",
+                       strempty(rows[i].env), rows[i].env ? "]" : "");
+        }
+}
+
 static void help(void) {
-        printf("Usage: ballast-operator [OPTIONS]\n\n"
+        printf("Usage: ballast-operator [OPTIONS]\n"
+               "       ballast-operator check-release [OPTIONS]\n\n"
                "Watches ConfigBundle resources, renders each into an immutable,\n"
                "content-addressed bundle and publishes it to ConfigMaps and an object\n"
-               "store. Settings: flag > environment > --config file > default.\n\n"
+               "store. Settings: flag > environment > --config file > default.\n"
+               "check-release checks a Helm release's health (check-release --help).\n\n"
                "  -h --help                  Show this help and exit\n"
                "     --version               Show the version and exit\n"
                "     --config=FILE           Static YAML settings file (keys in "
                "docs/operator.md)\n");
-        for (size_t i = 0; i < ELEMENTSOF(defs); i++) {
-                char left[64];
-
-                snprintf(left, sizeof(left), "--%s=%s", defs[i].flag,
-                         defs[i].type == T_BOOL                               ? "BOOL"
-                         : defs[i].type == T_DURATION                         ? "DURATION"
-                         : defs[i].type == T_UINT || defs[i].type == T_DOUBLE ? "N"
-                                                                              : "VALUE");
-                printf("     %-26s %s%s%s%s\n", left, defs[i].help, defs[i].env ? " [$" : "",
-                       strempty(defs[i].env), defs[i].env ? "]" : "");
-        }
+        help_rows(defs, ELEMENTSOF(defs));
         printf("\nDurations look like 30s, 5m, 1h30m or 250ms.\n");
 }
 
-int settings_load(int argc, char *argv[], settings **ret, err_info *ret_err) {
-        _cleanup_(settings_freep) settings *s = NULL;
-        struct option options[ELEMENTSOF(defs) + 4];
-        const char *config = NULL;
-        const char **flag_values;
-        char hostname[256];
-        int c, r, n = 0;
+static void check_help(void) {
+        printf("Usage: ballast-operator check-release [OPTIONS]\n\n"
+               "Checks that a Ballast release is healthy, as `kubectl rollout status`\n"
+               "would: the operator's Deployment has every replica updated and available,\n"
+               "and the agents' DaemonSet an updated, ready pod on every node it selects.\n"
+               "Checks again every 2s until then or --timeout, and prints one line per\n"
+               "object. The chart's `helm test` runs it. Exit status: 0 healthy, 1 not\n"
+               "healthy (or unknown), 2 usage error. Settings: flag > environment > default.\n\n"
+               "  -h --help                  Show this help and exit\n"
+               "     --version               Show the version and exit\n");
+        help_rows(check_defs, ELEMENTSOF(check_defs));
+        printf("\nName --deployment, --daemonset or both. --timeout=0s checks once.\n"
+               "Durations look like 30s, 5m, 1h30m or 250ms.\n");
+}
+
+/* Parses @argv: --help (printed by @help_fn), --version, --config (only when
+ * @ret_config is non-NULL) and one --FLAG=VALUE option per row of @rows,
+ * whose values land in @ret_values[row] (borrowed from @argv; left NULL when
+ * absent). Returns 1 to go on, 0 when --help or --version was handled, or a
+ * negative errno with the reason in @ret_err (-EINVAL: a usage error). */
+static int parse_argv(int argc, char *argv[], const setting_def *rows, size_t n,
+                      void (*help_fn)(void), const char **ret_config, const char **ret_values,
+                      err_info *ret_err) {
+        _cleanup_free_ struct option *options = NULL;
+        size_t k = 0;
+        int c;
 
         enum { ARG_VERSION = 0x100, ARG_CONFIG, ARG_FIRST_SETTING };
-        options[n++] = (struct option){"help", no_argument, NULL, 'h'};
-        options[n++] = (struct option){"version", no_argument, NULL, ARG_VERSION};
-        options[n++] = (struct option){"config", required_argument, NULL, ARG_CONFIG};
-        for (size_t i = 0; i < ELEMENTSOF(defs); i++)
-                options[n++] = (struct option){defs[i].flag, required_argument, NULL,
-                                               ARG_FIRST_SETTING + (int) i};
-        options[n] = (struct option){};
-
-        flag_values = calloc(ELEMENTSOF(defs), sizeof(char *));
-        if (!flag_values)
+        options = calloc(n + 4, sizeof(*options)); /* the last one stays zero */
+        if (!options)
                 return -ENOMEM;
+        options[k++] = (struct option){"help", no_argument, NULL, 'h'};
+        options[k++] = (struct option){"version", no_argument, NULL, ARG_VERSION};
+        if (ret_config)
+                options[k++] = (struct option){"config", required_argument, NULL, ARG_CONFIG};
+        for (size_t i = 0; i < n; i++)
+                options[k++] = (struct option){rows[i].flag, required_argument, NULL,
+                                               ARG_FIRST_SETTING + (int) i};
+
         optind = 0;
         opterr = 0;
         while ((c = getopt_long(argc, argv, "h", options, NULL)) >= 0) {
                 switch (c) {
                 case 'h':
-                        help();
-                        free(flag_values);
+                        help_fn();
                         return 0;
                 case ARG_VERSION:
                         printf("ballast-operator %s\n", BALLAST_VERSION);
-                        free(flag_values);
                         return 0;
                 case ARG_CONFIG:
-                        config = optarg;
+                        *ret_config = optarg;
                         break;
                 case '?':
-                        free(flag_values);
                         if (optopt >= ARG_FIRST_SETTING ||
                             (optopt > 0 && optopt != '?' && optopt < 0x100))
                                 return err_info_set(ret_err, -EINVAL, "option %s needs a value",
@@ -274,19 +324,54 @@ int settings_load(int argc, char *argv[], settings **ret, err_info *ret_err) {
                         return err_info_set(ret_err, -EINVAL, "unknown option '%s'",
                                             argv[optind - 1]);
                 default:
-                        flag_values[c - ARG_FIRST_SETTING] = optarg;
+                        ret_values[c - ARG_FIRST_SETTING] = optarg;
                 }
         }
-        if (optind < argc) {
-                free(flag_values);
+        if (optind < argc)
                 return err_info_set(ret_err, -EINVAL, "unexpected argument '%s'", argv[optind]);
+        return 1;
+}
+
+/* Stores each row's environment variable, then its flag from @values (as
+ * parse_argv() left them), into @base: a flag beats the environment, and both
+ * beat what @base held (defaults, the --config file). */
+static int apply_rows(const setting_def *rows, size_t n, void *base, const char *const *values,
+                      err_info *ret_err) {
+        for (size_t i = 0; i < n; i++) {
+                const char *env = rows[i].env ? getenv(rows[i].env) : NULL;
+                char origin[128];
+                int r;
+
+                if (!isempty(env)) {
+                        snprintf(origin, sizeof(origin), "$%s", rows[i].env);
+                        r = setting_set(base, &rows[i], env, origin, ret_err);
+                        if (r < 0)
+                                return r;
+                }
+                if (values[i]) {
+                        snprintf(origin, sizeof(origin), "--%s", rows[i].flag);
+                        r = setting_set(base, &rows[i], values[i], origin, ret_err);
+                        if (r < 0)
+                                return r;
+                }
         }
+        return 0;
+}
+
+int settings_load(int argc, char *argv[], settings **ret, err_info *ret_err) {
+        _cleanup_(settings_freep) settings *s = NULL;
+        const char *values[ELEMENTSOF(defs)] = {};
+        const char *config = NULL;
+        char hostname[256];
+        int r;
+
+        r = parse_argv(argc, argv, defs, ELEMENTSOF(defs), help, &config, values, ret_err);
+        if (r <= 0)
+                return r;
 
         s = calloc(1, sizeof(*s));
-        if (!s) {
-                free(flag_values);
+        if (!s)
                 return -ENOMEM;
-        }
         *s = (settings){
                 .leader_elect = true,
                 .lease_duration_usec = 15 * USEC_PER_SEC,
@@ -300,23 +385,12 @@ int settings_load(int argc, char *argv[], settings **ret, err_info *ret_err) {
                 .manifest_retention_usec = 24 * 3600 * USEC_PER_SEC,
                 .log_level = LOG_INFO,
         };
-        r = 0;
-        if (config)
+        if (config) {
                 r = load_file(s, config, ret_err);
-        for (size_t i = 0; r >= 0 && i < ELEMENTSOF(defs); i++) {
-                const char *env = defs[i].env ? getenv(defs[i].env) : NULL;
-                char origin[128];
-
-                if (!isempty(env)) {
-                        snprintf(origin, sizeof(origin), "$%s", defs[i].env);
-                        r = setting_set(s, &defs[i], env, origin, ret_err);
-                }
-                if (r >= 0 && flag_values[i]) {
-                        snprintf(origin, sizeof(origin), "--%s", defs[i].flag);
-                        r = setting_set(s, &defs[i], flag_values[i], origin, ret_err);
-                }
+                if (r < 0)
+                        return r;
         }
-        free(flag_values);
+        r = apply_rows(defs, ELEMENTSOF(defs), s, values, ret_err);
         if (r < 0)
                 return r;
 
@@ -339,6 +413,33 @@ int settings_load(int argc, char *argv[], settings **ret, err_info *ret_err) {
                 return err_info_set(ret_err, -EINVAL,
                                     "leader election needs retry-period < renew-deadline < "
                                     "lease-duration");
+        *ret = TAKE_PTR(s);
+        return 1;
+}
+
+int check_settings_load(int argc, char *argv[], check_settings **ret, err_info *ret_err) {
+        _cleanup_(check_settings_freep) check_settings *s = NULL;
+        const char *values[ELEMENTSOF(check_defs)] = {};
+        int r;
+
+        r = parse_argv(argc, argv, check_defs, ELEMENTSOF(check_defs), check_help, NULL, values,
+                       ret_err);
+        if (r <= 0)
+                return r;
+
+        s = calloc(1, sizeof(*s));
+        if (!s)
+                return -ENOMEM;
+        s->timeout_usec = 60 * USEC_PER_SEC;
+        r = apply_rows(check_defs, ELEMENTSOF(check_defs), s, values, ret_err);
+        if (r < 0)
+                return r;
+
+        if (!s->deployment && !s->daemonset)
+                return err_info_set(ret_err, -EINVAL,
+                                    "nothing to check: name --deployment, --daemonset or both");
+        if ((s->deployment && isempty(s->deployment)) || (s->daemonset && isempty(s->daemonset)))
+                return err_info_set(ret_err, -EINVAL, "--deployment and --daemonset need a name");
         *ret = TAKE_PTR(s);
         return 1;
 }

@@ -41,3 +41,25 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(settings *, settings_free);
  * Returns 1 to run, 0 when --help or --version was handled, or a negative
  * errno with the reason in @ret_err (a usage error: exit 2). */
 int settings_load(int argc, char *argv[], settings **ret, err_info *ret_err);
+
+/* The settings of `ballast-operator check-release`, the chart's helm test
+ * (see `ballast-operator check-release --help`): flags and the environment
+ * only, no file. */
+typedef struct check_settings {
+        char *kubeconfig;      /* NULL: in-cluster */
+        char *kube_context;    /* NULL: the kubeconfig's current context */
+        char *namespace;       /* NULL: the credentials' namespace */
+        char *deployment;      /* the operator's Deployment; NULL: not checked */
+        char *daemonset;       /* the agents' DaemonSet; NULL: not checked */
+        uint64_t timeout_usec; /* keep checking this long; 0: once */
+} check_settings;
+
+check_settings *check_settings_free(check_settings *s);
+DEFINE_TRIVIAL_CLEANUP_FUNC(check_settings *, check_settings_free);
+
+/* Builds the check-release settings from @argv (argv[0] is the subcommand's
+ * name) and the environment. Rejects unknown options, a missing value, a bad
+ * duration, stray arguments, neither --deployment nor --daemonset, and an
+ * empty name. Returns 1 to run, 0 when --help or --version was handled, or a
+ * negative errno with the reason in @ret_err (-EINVAL: a usage error, exit 2). */
+int check_settings_load(int argc, char *argv[], check_settings **ret, err_info *ret_err);

@@ -12,14 +12,18 @@ VALUES.yaml is the -f file (merged here over the chart's values.yaml);
 """
 
 import copy
+import glob
 import hashlib
+import json
 import os
 import posixpath
+import re
 import sys
 
 import yaml
 
-CHART = os.path.join(os.path.dirname(os.path.abspath(__file__)), "../../helm/ballast")
+REPO = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "../.."))
+CHART = os.path.join(REPO, "helm/ballast")
 
 failures = 0
 passes = 0
@@ -68,6 +72,64 @@ def grants(tuples):
         for v in verbs:
             out.add((g, res, v, tuple(sorted(names))))
     return out
+
+
+def exported_metrics():
+    """The metric names the daemons register (operator/, nodeagent/, lib/),
+    with a histogram's _bucket, _sum and _count series."""
+    names = set()
+    for path in sorted(glob.glob(os.path.join(REPO, "*/*.c"))):
+        if path.split(os.sep)[-2] not in ("operator", "nodeagent", "lib"):
+            continue
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+        for m in re.finditer(r'metric_register(_histogram)?\(\s*"([A-Za-z_:][A-Za-z0-9_:]*)"', text):
+            names.add(m.group(2))
+            if m.group(1):
+                names.update(m.group(2) + s for s in ("_bucket", "_sum", "_count"))
+    return names
+
+
+PROMQL_KEYWORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "offset",
+                   "bool", "and", "or", "unless", "inf", "nan"}
+
+
+def promql_metrics(expr):
+    """The metric names a PromQL expression selects: what is left once strings,
+    label matchers, ranges, label lists and function names are gone."""
+    e = re.sub(r'"(?:[^"\\]|\\.)*"', '""', expr)
+    e = re.sub(r"\{[^}]*\}", "", e)
+    e = re.sub(r"\[[^\]]*\]", "", e)
+    e = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", "", e)
+    names = set()
+    for m in re.finditer(r"(?<![\w.$])[A-Za-z_:][A-Za-z0-9_:]*", e):
+        if e[m.end():].lstrip().startswith("(") or m.group(0).lower() in PROMQL_KEYWORDS:
+            continue
+        names.add(m.group(0))
+    return names
+
+
+def doc_alerts():
+    """The alert table of docs/operations.md ("Metrics to alert on"):
+    [(name, expression, for, severity)] in the table's order."""
+    with open(os.path.join(REPO, "docs/operations.md"), encoding="utf-8") as f:
+        text = f.read()
+    section = text.split("## Metrics to alert on", 1)[1].split("\n## ", 1)[0]
+    out = []
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split(" | ")]
+        if len(cells) >= 4 and re.fullmatch(r"`[A-Za-z]+`", cells[0]):
+            out.append((cells[0].strip("`"), cells[1].strip("`"), cells[2], cells[3]))
+    return out
+
+
+def load_defaults():
+    with open(os.path.join(CHART, "values.yaml"), encoding="utf-8") as f:
+        return yaml.safe_load(f)
+
+
+def hook_of(d):
+    return (d["metadata"].get("annotations") or {}).get("helm.sh/hook")
 
 
 # Pod Security Standards, "restricted" profile (v1.27+), as far as a pod
@@ -142,8 +204,7 @@ def main(argv):
     for a in argv[3:]:
         if a.startswith("--location="):
             location = a[len("--location="):]
-    with open(os.path.join(CHART, "values.yaml"), encoding="utf-8") as f:
-        defaults = yaml.safe_load(f)
+    defaults = load_defaults()
     with open(values_file, encoding="utf-8") as f:
         values = merge(defaults, yaml.safe_load(f) or {})
     with open(rendered, encoding="utf-8") as f:
@@ -168,6 +229,8 @@ def main(argv):
             want = ns
             if d["kind"] in ("Role", "RoleBinding") and md["name"].endswith("-bundles"):
                 want = o["watchNamespace"]
+            if d["kind"] == "ConfigMap" and "ballast.json" in (d.get("data") or {}):
+                want = values["monitoring"]["grafanaDashboard"]["namespace"] or ns
             check(md.get("namespace") == want, f"{where} is in namespace {want}")
         check(len(md["name"]) <= 63 or d["kind"] in cluster_scoped, f"{where}: name fits 63 characters")
 
@@ -369,15 +432,175 @@ def main(argv):
     check(bool(pdb) == (o["podDisruptionBudget"]["enabled"] and o["replicas"] > 1),
           "operator PodDisruptionBudget exists exactly when enabled with replicas > 1")
 
+    check_helm_test(values, by_kind, docs, deploy, ds, ns)
+    check_monitoring(values, by_kind, deploy, ds, ns)
+
+
+def check_helm_test(values, by_kind, docs, deploy, ds, ns):
+    """The `helm test` hook: a Pod running check-release on the release's own
+    Deployment and DaemonSet, as a ServiceAccount that may only get those two,
+    its RBAC made first; every hook is a test hook."""
+    t, o = values["helmTest"], values["operator"]
+    hooks = [d for d in docs if hook_of(d)]
+    check(all(hook_of(d) == "test" for d in hooks), "every hook is a test hook")
+    pods = by_kind.get("Pod", [])
+    if not t["enabled"]:
+        check(not hooks and not pods, "helmTest.enabled=false: no test hook")
+        return
+    check(len(pods) == 1 and hook_of(pods[0]) == "test", "one test Pod, a helm test hook")
+    if not pods:
+        return
+    pod = pods[0]
+    name = pod["metadata"]["name"]
+    kinds = {d["kind"]: d for d in hooks if d["metadata"]["name"] == name}
+    check(set(kinds) == {"Pod", "ServiceAccount", "Role", "RoleBinding"} and len(hooks) == 4,
+          "the test hooks are its Pod, ServiceAccount, Role and RoleBinding, of one name")
+    weight = {k: int(d["metadata"]["annotations"].get("helm.sh/hook-weight", "0")) for k, d in kinds.items()}
+    check(weight.get("ServiceAccount", 0) < weight.get("Role", 0) < weight.get("RoleBinding", 0) < weight.get("Pod", 0),
+          f"hook weights make the ServiceAccount, Role and RoleBinding before the Pod {weight}")
+    check(all(set(d["metadata"]["annotations"].get("helm.sh/hook-delete-policy", "").split(","))
+              == {"before-hook-creation", "hook-succeeded"} for d in kinds.values()),
+          "test hooks are deleted before the next test and when it passes (kept when it fails)")
+
+    dname, dsname = deploy["metadata"]["name"], ds["metadata"]["name"]
+    role = kinds.get("Role", {})
+    check(rules_of(role) == {("apps", "deployments", "get", (dname,)), ("apps", "daemonsets", "get", (dsname,))},
+          f"test Role is exactly: get Deployment {dname} and DaemonSet {dsname}")
+    rb = kinds.get("RoleBinding", {})
+    check(rb.get("roleRef", {}).get("name") == name and rb.get("roleRef", {}).get("kind") == "Role"
+          and rb.get("subjects") == [{"kind": "ServiceAccount", "name": name, "namespace": ns}],
+          "test RoleBinding binds the test Role to the test ServiceAccount only")
+
+    spec = pod["spec"]
+    c = spec["containers"][0]
+    check(spec.get("serviceAccountName") == name and spec.get("restartPolicy") == "Never",
+          "test Pod runs once as the test ServiceAccount")
+    check(restricted_violations(spec) == [],
+          f"test Pod meets the restricted Pod Security Standard {restricted_violations(spec)}")
+    check((c.get("securityContext") or {}).get("readOnlyRootFilesystem") is True, "test Pod root file system is read-only")
+    check(c["image"] == deploy["spec"]["template"]["spec"]["containers"][0]["image"], "test Pod runs the operator's image")
+    check(c.get("args") == ["check-release", f"--namespace={ns}", f"--deployment={dname}",
+                            f"--daemonset={dsname}", f"--timeout={t['timeout']}"],
+          f"test Pod runs check-release on {dname} and {dsname} with --timeout={t['timeout']}")
+    check(bool(c.get("resources", {}).get("requests")) and bool(c.get("resources", {}).get("limits")),
+          "test Pod has resource requests and limits")
+
+
+def labels_match(selector, labels):
+    return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
+
+
+def check_monitoring(values, by_kind, deploy, ds, ns):
+    """The optional Prometheus Operator and Grafana objects: each exactly when
+    enabled, scraping what the chart runs, the alerts of docs/operations.md,
+    and a dashboard that queries only metrics the daemons export."""
+    m, o = values["monitoring"], values["operator"]
+    exported = exported_metrics()
+    sms = by_kind.get("ServiceMonitor", [])
+    pms = by_kind.get("PodMonitor", [])
+    rules = by_kind.get("PrometheusRule", [])
+    g = m["grafanaDashboard"]
+    dashboards = [d for d in by_kind.get("ConfigMap", []) if "ballast.json" in (d.get("data") or {})]
+    for what, objs, enabled in (("ServiceMonitor", sms, m["serviceMonitor"]["enabled"]),
+                                ("PodMonitor", pms, m["podMonitor"]["enabled"]),
+                                ("PrometheusRule", rules, m["prometheusRule"]["enabled"]),
+                                ("dashboard ConfigMap", dashboards, g["enabled"])):
+        check(len(objs) == (1 if enabled else 0), f"{what} rendered exactly when enabled ({enabled})")
+    services = by_kind.get("Service", [])
+    check(bool(services) == bool(o["metricsService"]["enabled"] or m["serviceMonitor"]["enabled"]),
+          "operator metrics Service exists when enabled or a ServiceMonitor needs it")
+
+    for sm in sms:
+        spec = sm["spec"]
+        targets = [sv for sv in services if labels_match(spec["selector"].get("matchLabels"), sv["metadata"].get("labels") or {})]
+        check(len(targets) == 1, "ServiceMonitor selects the operator's metrics Service, and nothing else")
+        pod_labels = deploy["spec"]["template"]["metadata"]["labels"]
+        check(all(labels_match(sv["spec"]["selector"], pod_labels)
+                  and any(p["name"] == ep["port"] for p in sv["spec"]["ports"] for ep in spec["endpoints"])
+                  for sv in targets),
+              "ServiceMonitor's port is a port of that Service, which selects the operator's pods")
+        check(spec.get("namespaceSelector") == {"matchNames": [ns]}, f"ServiceMonitor looks in {ns} only")
+        check(all(ep.get("path") == "/metrics" for ep in spec["endpoints"]), "ServiceMonitor scrapes /metrics")
+        check_extra_labels(sm, m["serviceMonitor"]["labels"])
+    for pm in pms:
+        spec = pm["spec"]
+        agent = ds["spec"]["template"]
+        ports = {p["name"] for p in agent["spec"]["containers"][0].get("ports") or []}
+        check(labels_match(spec["selector"].get("matchLabels"), agent["metadata"]["labels"])
+              and not labels_match(spec["selector"].get("matchLabels"), deploy["spec"]["template"]["metadata"]["labels"]),
+              "PodMonitor selects the agents' pods, not the operator's")
+        check(all(ep.get("port") in ports and ep.get("path") == "/metrics" for ep in spec["podMetricsEndpoints"]),
+              f"PodMonitor scrapes /metrics on a port the agent declares {sorted(ports)}")
+        check(spec.get("namespaceSelector") == {"matchNames": [ns]}, f"PodMonitor looks in {ns} only")
+        check_extra_labels(pm, m["podMonitor"]["labels"])
+
+    table = doc_alerts()
+    alert_metrics = set()
+    for _, expr, _, _ in table:
+        alert_metrics |= promql_metrics(expr)
+    check(len(table) >= 1 and alert_metrics <= exported,
+          f"every metric docs/operations.md's alerts use is exported by the daemons (not: {sorted(alert_metrics - exported)})")
+    for rule in rules:
+        r = m["prometheusRule"]
+        got = [x for grp in rule["spec"]["groups"] for x in grp["rules"]]
+        check([x.get("alert") for x in got] == [a[0] for a in table],
+              f"PrometheusRule's alerts are docs/operations.md's, in order ({len(table)})")
+        default_age = str(load_defaults()["monitoring"]["prometheusRule"]["configAgeSeconds"])
+        for name, expr, duration, severity in table:
+            x = next((x for x in got if x.get("alert") == name), {})
+            if name == "BallastAgentConfigStale":
+                expr = expr.replace(default_age, str(r["configAgeSeconds"]))
+            check(x.get("expr") == expr and x.get("for") == duration
+                  and (x.get("labels") or {}).get("severity") == severity,
+                  f"alert {name}: `{expr}` for {duration}, {severity}, as the table says")
+            check(all((x.get("labels") or {}).get(k) == v for k, v in (r["alertLabels"] or {}).items() if k != "severity"),
+                  f"alert {name} carries monitoring.prometheusRule.alertLabels")
+            check(bool((x.get("annotations") or {}).get("summary")) and bool((x.get("annotations") or {}).get("description")),
+                  f"alert {name} has a summary and a description")
+        check_extra_labels(rule, r["labels"])
+
+    for cm in dashboards:
+        md = cm["metadata"]
+        check((md.get("labels") or {}).get(g["label"]) == g["labelValue"],
+              f"dashboard ConfigMap carries the sidecar label {g['label']}={g['labelValue']!r}")
+        check(md.get("namespace") == (g["namespace"] or ns), f"dashboard ConfigMap is in {g['namespace'] or ns}")
+        check(all(md.get("annotations", {}).get(k) == v for k, v in (g["annotations"] or {}).items()),
+              "dashboard ConfigMap carries grafanaDashboard.annotations")
+        try:
+            dash = json.loads(cm["data"]["ballast.json"])
+        except ValueError as e:
+            dash = {}
+            print(f"        {one_line(str(e))}")
+        check(bool(dash.get("uid")) and bool(dash.get("panels")), "dashboard JSON parses, with a uid and panels")
+        exprs = [tg["expr"] for p in dash.get("panels", []) for tg in p.get("targets") or [] if "expr" in tg]
+        queried = set()
+        for e in exprs:
+            queried |= promql_metrics(e)
+        for v in (dash.get("templating") or {}).get("list") or []:
+            q = v.get("query")
+            q = q.get("query", "") if isinstance(q, dict) else str(q or "")
+            queried |= set(re.findall(r"label_values\(\s*([A-Za-z_:][A-Za-z0-9_:]*)\s*,", q))
+        check(bool(exprs) and queried <= exported | alert_metrics,
+              f"every metric the dashboard queries is exported (not: {sorted(queried - exported - alert_metrics)})")
+        check(alert_metrics <= queried, f"the dashboard graphs every metric the alerts use (missing: {sorted(alert_metrics - queried)})")
+
+
+def check_extra_labels(obj, labels):
+    md = obj["metadata"]
+    check(all((md.get("labels") or {}).get(k) == v for k, v in (labels or {}).items()),
+          f"{obj['kind']}/{md['name']} carries the values' extra labels {sorted((labels or {}))}")
+
 
 def print_args(rendered, kind, env):
-    """Prints the container's args of the rendered KIND, one per line, with
-    $(VAR) references expanded from env (NAME=VALUE strings)."""
+    """Prints the container's args of the rendered KIND (a workload, or the
+    test Pod), one per line, with $(VAR) references expanded from env
+    (NAME=VALUE strings)."""
     values = dict(e.split("=", 1) for e in env)
     with open(rendered, encoding="utf-8") as f:
         for d in yaml.safe_load_all(f):
             if d and d["kind"] == kind:
-                for a in d["spec"]["template"]["spec"]["containers"][0].get("args") or []:
+                pod = d["spec"] if kind == "Pod" else d["spec"]["template"]["spec"]
+                for a in pod["containers"][0].get("args") or []:
                     for k, v in values.items():
                         a = a.replace(f"$({k})", v)
                     print(a)

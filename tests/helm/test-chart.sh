@@ -10,16 +10,22 @@
 #   - `helm template` of each ci values file passes tests/helm/check-chart.py
 #     (RBAC exactly as documented, restricted Pod Security fields, probes,
 #     downward API, host paths, the agents' config equal to the values, the
-#     object-store string and credentials), and renders the same twice;
+#     object-store string and credentials, the helm test hook, and the
+#     optional ServiceMonitor, PodMonitor, PrometheusRule — its alerts those
+#     of docs/operations.md's table — and Grafana dashboard, whose queries
+#     name only metrics the daemons export), and renders the same twice;
 #   - the built daemons (build/ballast-operator, build/ballast-agent) start
-#     with the arguments and config the chart renders;
+#     with the arguments and config the chart renders, and the helm test
+#     Pod's `ballast-operator check-release` accepts its arguments;
 #   - values.schema.json and the templates refuse bad values (each case must
 #     fail, and for the right reason);
 #   - with an API server (KUBECONFIG, or build/cluster/env when that cluster
 #     is up): Pod Security admission's verdict on the rendered pods, then a
 #     real `helm install`, `helm upgrade` and `helm uninstall` in a scratch
-#     namespace, with `kubectl auth can-i` checks of both ServiceAccounts
-#     (and install/upgrade/uninstall with Helm 4 when it is there).
+#     namespace, with `kubectl auth can-i` checks of both ServiceAccounts and
+#     of the helm test's, and check-release run as the test's ServiceAccount
+#     on the installed objects (the cluster has no kubelet, so not through
+#     `helm test`), and install/upgrade/uninstall with Helm 4 when it is there.
 #     BALLAST_CHART_LIVE=0 skips this, =1 makes a missing API server a failure.
 #
 # Ends with "helm-test: N passed, N failed"; exits non-zero on a failure.
@@ -171,6 +177,7 @@ declare -A location=(
         [default]=""
         [namespaced]="s3://ballast/cluster-b?endpoint=http://127.0.0.1:9000&region=us-east-1&path_style=true"
         [tricky]="s3://ballast.configs-1/clusters/prod-a?endpoint=http://objects.storage.svc.cluster.local:9000/base&region=eu-west-3&path_style=false&create_mode=head"
+        [monitoring]=""
 )
 
 render() { # helm-binary out-file values-file...
@@ -197,7 +204,7 @@ check_rendered() { # rendered values-file location
         return "$rc"
 }
 
-for name in default namespaced tricky; do
+for name in default namespaced tricky monitoring; do
         f=$chart/ci/$name-values.yaml
         if render "$helm" "$work/$name.yaml" "$f"; then
                 ok "helm template -f ci/$name-values.yaml"
@@ -296,6 +303,31 @@ else
         echo "skip    the agent with the chart's args (no build/ballast-agent with --config yet)"
 fi
 
+# The helm test Pod's check-release takes the arguments the chart gives it:
+# against a dead API server it must fail as "not healthy" (1) and name both
+# objects, not as a usage error (2).
+check_release_args() { # rendered
+        local args=() out rc
+        mapfile -t args < <("$python" tests/helm/check-chart.py --print-args "$1" Pod)
+        out=$(build/ballast-operator "${args[@]}" --kubeconfig="$work/dead-kubeconfig" --timeout=0s 2>&1)
+        rc=$?
+        if [ "$rc" -ne 1 ] || ! grep -q "^Deployment $ns/.*: cannot read it: " <<<"$out" ||
+                ! grep -q "^DaemonSet $ns/.*: cannot read it: " <<<"$out"; then
+                echo "$out" | indent
+                echo "        exit status $rc"
+                return 1
+        fi
+}
+if [ -x build/ballast-operator ] && build/ballast-operator check-release --help >/dev/null 2>&1; then
+        for name in default tricky; do
+                [ -s "$work/$name.yaml" ] || continue
+                check "build/ballast-operator check-release takes the helm test Pod's args (ci/$name-values.yaml)" \
+                        check_release_args "$work/$name.yaml"
+        done
+else
+        echo "skip    check-release with the helm test Pod's args (no build/ballast-operator with check-release: run make)"
+fi
+
 # The agents' config checksum rolls the DaemonSet only when the config changes.
 agent_checksum() {
         "$python" -c '
@@ -350,6 +382,13 @@ bad_cases=(
         "agents without credentials|objectStore:\n  location: s3://bkt\noperator:\n  extraEnv:\n    - name: AWS_ACCESS_KEY_ID\n      value: x|the agent needs S3 credentials"
         "credentials without an object store|objectStore:\n  credentials:\n    accessKeyId: a\n    secretAccessKey: b|no object store"
         "a bad digest|agent:\n  image:\n    digest: sha256:xyz|/agent/image/digest"
+        "a bad helm test timeout|helmTest:\n  timeout: 1 minute|/helmTest/timeout"
+        "an unknown monitoring key|monitoring:\n  serviceMonitors:\n    enabled: true|serviceMonitors"
+        "a bad scrape interval|monitoring:\n  podMonitor:\n    interval: 30|/monitoring/podMonitor/interval"
+        "a fractional freshness target|monitoring:\n  prometheusRule:\n    configAgeSeconds: 1.5|/monitoring/prometheusRule/configAgeSeconds"
+        "a bad sidecar label key|monitoring:\n  grafanaDashboard:\n    label: \"grafana dashboard\"|/monitoring/grafanaDashboard/label"
+        "a bad sidecar label value|monitoring:\n  grafanaDashboard:\n    labelValue: \"yes please\"|/monitoring/grafanaDashboard/labelValue"
+        "extra labels that are not strings|monitoring:\n  prometheusRule:\n    labels:\n      release: 1|/monitoring/prometheusRule/labels"
 )
 i=0
 for case in "${bad_cases[@]}"; do
@@ -491,6 +530,51 @@ EOF
                 [ "$5" = - ] || label+=" in $5"
                 check "can-i: $label: $1" can "$@"
         done
+
+        # The helm test's identity, made from its hooks as `helm test` makes
+        # it, may get the two objects and nothing else; check-release, run as
+        # it, reads them. Without a kubelet the operator has no available
+        # replica and the DaemonSet no node: both "not ready", exit 1. The
+        # hooks go before the uninstall checks below.
+        "$helm" template "$rel" "$chart" -n "$live_ns" -f "$work/live.yaml" \
+                --show-only templates/tests/check-release-rbac.yaml >"$work/test-rbac.yaml"
+        check "the helm test's ServiceAccount, Role and RoleBinding apply" \
+                quiet kubectl -n "$live_ns" apply -f "$work/test-rbac.yaml"
+        tsa=system:serviceaccount:$live_ns:$rel-ballast-test
+        for t in \
+                "yes $tsa get deployments.apps $live_ns $rel-ballast-operator -" \
+                "yes $tsa get daemonsets.apps $live_ns $rel-ballast-agent -" \
+                "no $tsa get deployments.apps $live_ns other -" "no $tsa list deployments.apps $live_ns - -" \
+                "no $tsa watch daemonsets.apps $live_ns $rel-ballast-agent -" \
+                "no $tsa get deployments.apps default $rel-ballast-operator -" \
+                "no $tsa get pods $live_ns - -" "no $tsa get secrets $live_ns - -"; do
+                # shellcheck disable=SC2086 # split the case into its words
+                set -- $t
+                label="helm test: $3 $4"
+                [ "$6" = - ] || label+="/$6"
+                check "can-i: $label in $5: $1" can "$@"
+        done
+        release_not_ready() { # kubeconfig
+                local out rc
+                out=$(build/ballast-operator check-release --kubeconfig="$1" --namespace="$live_ns" \
+                        --deployment="$rel-ballast-operator" --daemonset="$rel-ballast-agent" --timeout=0s 2>&1)
+                rc=$?
+                echo "$out" | indent
+                [ "$rc" -eq 1 ] &&
+                        grep -q "^Deployment $live_ns/$rel-ballast-operator: not ready: " <<<"$out" &&
+                        grep -q "^DaemonSet $live_ns/$rel-ballast-agent: not ready: " <<<"$out"
+        }
+        token=$(kubectl -n "$live_ns" create token "$rel-ballast-test" --duration=10m 2>/dev/null)
+        kubectl config view --minify --flatten >"$work/helm-test.kubeconfig" &&
+                KUBECONFIG=$work/helm-test.kubeconfig kubectl config set-credentials helm-test --token="$token" >/dev/null &&
+                KUBECONFIG=$work/helm-test.kubeconfig kubectl config set-context --current --user=helm-test >/dev/null
+        if [ -x build/ballast-operator ] && [ -n "$token" ]; then
+                check "check-release as the helm test's ServiceAccount reads the release: not ready without a kubelet" \
+                        release_not_ready "$work/helm-test.kubeconfig"
+        else
+                echo "skip    check-release on the live release (no build/ballast-operator, or no token)"
+        fi
+        quiet kubectl -n "$live_ns" delete -f "$work/test-rbac.yaml"
 
         # upgrade: a new reload action rolls the agents; CRDs untouched.
         ds=$rel-ballast-agent

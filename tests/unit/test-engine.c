@@ -405,6 +405,20 @@ static void test_verification_failures_change_nothing(void **state) {
         assert_marker("v1\nv2\nv3\n");
 }
 
+/* The counters the alerts of docs/operations.md watch with increase() exist
+ * at 0 from the start: a series first seen at 1 has nothing to rise from,
+ * and the first rollback would raise no alert. */
+static void test_alerted_counters_start_at_zero(void **state) {
+        _cleanup_free_ char *text = NULL;
+
+        assert_int_equal(metrics_render(&text, NULL), 0);
+        assert_non_null(strstr(text, "\nballast_agent_rollbacks_total 0\n"));
+        assert_non_null(
+                strstr(text, "\nballast_agent_verification_failures_total{source=\"kube\"} 0\n"));
+        assert_non_null(
+                strstr(text, "\nballast_agent_verification_failures_total{source=\"store\"} 0\n"));
+}
+
 static void test_selection_and_removal(void **state) {
         _cleanup_(render_result_freep) render_result *r1 = mk(NULL, 1, "v1", "app");
         const char *sel = "{\"matchLabels\":{\"role\":\"web\"}}";
@@ -906,6 +920,8 @@ int main(void) {
                                                 teardown),
                 cmocka_unit_test_setup_teardown(test_never_below_the_cache_floor, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_verification_failures_change_nothing, setup,
+                                                teardown),
+                cmocka_unit_test_setup_teardown(test_alerted_counters_start_at_zero, setup,
                                                 teardown),
                 cmocka_unit_test_setup_teardown(test_selection_and_removal, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_failed_reload_rolls_back_and_is_not_retried,

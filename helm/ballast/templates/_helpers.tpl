@@ -63,6 +63,21 @@ app.kubernetes.io/component: {{ index . 1 }}
 {{- default (include "ballast.agent.fullname" .) .Values.agent.serviceAccount.name -}}
 {{- end -}}
 
+{{- define "ballast.test.fullname" -}}
+{{- printf "%s-test" (include "ballast.fullname" .) -}}
+{{- end -}}
+
+{{/*
+The annotations of a `helm test` hook of the given weight (lower runs first):
+include "ballast.test.hook" "-3". A hook is deleted when the test passes,
+kept for `kubectl logs` when it fails, and replaced by the next `helm test`.
+*/}}
+{{- define "ballast.test.hook" -}}
+helm.sh/hook: test
+helm.sh/hook-weight: {{ . | quote }}
+helm.sh/hook-delete-policy: before-hook-creation,hook-succeeded
+{{- end -}}
+
 {{- define "ballast.agent.configMapName" -}}
 {{- printf "%s-agent-config" (include "ballast.fullname" .) -}}
 {{- end -}}
