@@ -266,8 +266,10 @@ done
 if ((need_go)) && [[ $mode == build ]]; then check_go; fi
 
 mkdir -p "$cache/bin"
-exec 9>"$cache/bin/.lock"
-flock 9 # one builder at a time; the others then reuse its results
+if [[ $mode == build ]]; then
+  exec 9>"$cache/bin/.lock"
+  flock 9 # one builder at a time; the others then reuse its results
+fi
 
 declare -A dirs=()
 failed=0 built=0

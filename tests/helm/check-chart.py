@@ -458,9 +458,12 @@ def check_helm_test(values, by_kind, docs, deploy, ds, ns):
     weight = {k: int(d["metadata"]["annotations"].get("helm.sh/hook-weight", "0")) for k, d in kinds.items()}
     check(weight.get("ServiceAccount", 0) < weight.get("Role", 0) < weight.get("RoleBinding", 0) < weight.get("Pod", 0),
           f"hook weights make the ServiceAccount, Role and RoleBinding before the Pod {weight}")
-    check(all(set(d["metadata"]["annotations"].get("helm.sh/hook-delete-policy", "").split(","))
-              == {"before-hook-creation", "hook-succeeded"} for d in kinds.values()),
-          "test hooks are deleted before the next test and when it passes (kept when it fails)")
+    policy = {k: set(d["metadata"]["annotations"].get("helm.sh/hook-delete-policy", "").split(","))
+              for k, d in kinds.items()}
+    check(all(p == {"before-hook-creation", "hook-succeeded"} for k, p in policy.items() if k != "Pod"),
+          "the test's RBAC is deleted before the next test and when it passes (kept when it fails)")
+    check(policy.get("Pod") == {"before-hook-creation"},
+          "the test Pod is kept until the next test, so `helm test --logs` can read it after it passed")
 
     dname, dsname = deploy["metadata"]["name"], ds["metadata"]["name"]
     role = kinds.get("Role", {})

@@ -69,13 +69,16 @@ app.kubernetes.io/component: {{ index . 1 }}
 
 {{/*
 The annotations of a `helm test` hook of the given weight (lower runs first):
-include "ballast.test.hook" "-3". A hook is deleted when the test passes,
-kept for `kubectl logs` when it fails, and replaced by the next `helm test`.
+include "ballast.test.hook" "-3". The ServiceAccount, Role and RoleBinding
+are deleted when the test passes, kept when it fails, and replaced by the
+next `helm test`; the Pod (weight "0") is kept either way, so that `helm test
+--logs` can read it after it passed (helm reads the logs after deleting
+hook-succeeded hooks), until the next `helm test` replaces it.
 */}}
 {{- define "ballast.test.hook" -}}
 helm.sh/hook: test
 helm.sh/hook-weight: {{ . | quote }}
-helm.sh/hook-delete-policy: before-hook-creation,hook-succeeded
+helm.sh/hook-delete-policy: {{ if eq . "0" }}before-hook-creation{{ else }}before-hook-creation,hook-succeeded{{ end }}
 {{- end -}}
 
 {{- define "ballast.agent.configMapName" -}}
