@@ -18,7 +18,8 @@
 #     drop only the traffic to the API server; the object store: `docker stop`.
 #
 # KEEP=1 leaves the cluster running; `make kind-e2e-down` (run.sh down)
-# removes it and everything the suite created.
+# removes it and everything the suite created; `run.sh again SCENARIO...` runs
+# scenarios once more on a cluster a KEEP=1 run left (while writing them).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/.." && pwd)
@@ -96,6 +97,13 @@ if [[ ${1:-} == down ]]; then
         exit 0
 fi
 
+again=0
+if [[ ${1:-} == again ]]; then
+        again=1
+        shift
+        [[ $# -gt 0 ]] || die "usage: run.sh again SCENARIO... (e.g. scenario_install)"
+fi
+
 # ---- tools, the node image, the host's quirks -------------------------------------
 
 # KIND_KUBERNETES=MINOR: another Kubernetes minor version (tools/kubernetes-MINOR).
@@ -107,9 +115,12 @@ export PATH="$bindir:$PATH"
 kversion=$(kubectl version --client -o json | jq -r .clientVersion.gitVersion)
 
 # A stale cluster or store of the same name (a killed run) goes first.
-teardown
+((again)) || teardown
 
-if [[ -n ${KIND_NODE_IMAGE:-} ]]; then
+if ((again)); then
+        node_image=$(docker inspect -f '{{.Config.Image}}' "$cluster-control-plane") ||
+                die "no cluster $cluster to run scenarios on again (KEEP=1 leaves one)"
+elif [[ -n ${KIND_NODE_IMAGE:-} ]]; then
         node_image=$KIND_NODE_IMAGE
         log "node image: $node_image (KIND_NODE_IMAGE)"
 elif [[ ${KIND_NODE_PULL:-1} != 0 ]] && timeout 120 docker pull -q "kindest/node:$kversion" >/dev/null 2>&1; then
@@ -126,7 +137,9 @@ fi
 # through a docker shim that asks for every capability but that one.
 shim=$work/shim
 rm -rf "$shim"
-if ! out=$(docker run --rm --privileged --entrypoint /bin/true "$node_image" 2>&1); then
+if ((again)); then
+        : # no new cluster: the quirks matter only to kind create
+elif ! out=$(docker run --rm --privileged --entrypoint /bin/true "$node_image" 2>&1); then
         missing=$(awk '/^CapBnd:/ {print $2}' /proc/self/status)
         [[ $out == *"apply caps"* || $out == *"operation not permitted"* ]] ||
                 die "docker run --privileged fails for another reason than capabilities: $out"
@@ -207,7 +220,7 @@ e2e_dump() {
 
 cleanup() {
         local rc=$?
-        if [[ ${KEEP:-0} == 1 ]]; then
+        if [[ ${KEEP:-0} == 1 || $again == 1 ]]; then
                 log "KEEP=1: cluster $cluster and container $s3 left running (KUBECONFIG=$KUBECONFIG); make kind-e2e-down removes them"
         else
                 teardown
@@ -223,6 +236,18 @@ trap cleanup EXIT INT TERM
 source "$top/tests/e2e/scenarios.sh"
 # shellcheck source=kind-e2e/scenarios-kind.sh
 source "$here/scenarios-kind.sh"
+
+run_scenario() { "$@" && passed=$((passed + 1)); }
+if ((again)); then
+        mapfile -t nodes_cached < <(kubectl get nodes -o jsonpath='{range .items[*]}{.metadata.name}{"\n"}{end}')
+        declare -A e2e_role
+        for n in "${nodes_cached[@]}"; do e2e_role[$n]=$(kubectl get node "$n" -o jsonpath='{.metadata.labels.role}'); done
+        secret=$(kubectl -n "$opns" get secret -l app.kubernetes.io/instance=ballast \
+                -o jsonpath='{.items[0].data.AWS_SECRET_ACCESS_KEY}' | base64 -d)
+        token_record
+        for s in "$@"; do run_scenario "$s"; done
+        exit 0
+fi
 
 say "set-up: kind cluster $cluster ($kversion), images, an external object store, helm install"
 step "images (make images)"
@@ -294,7 +319,6 @@ say "helm test"
 helm test ballast -n "$opns" --logs --timeout 3m || fail "helm test failed"
 passed=$((passed + 1))
 
-run_scenario() { "$@" && passed=$((passed + 1)); }
 run_scenario scenario_rbac
 run_scenario scenario_operator_pods
 run_scenario scenario_install

@@ -198,6 +198,7 @@ scenario_token_rotation() {
 
 host_node() { workers | tail -n1; }
 node_exec() { docker exec "$(host_node)" "$@"; }
+node_write() { docker exec -i "$(host_node)" sh -c "cat >$1"; } # PATH < content
 host_agent_ready() { node_exec curl -sf http://127.0.0.1:8082/readyz >/dev/null; }
 no_pods_running() { [[ -z $(node_exec crictl ps -q 2>/dev/null) ]]; }
 host_file_is() { [[ $(node_exec cat "/etc/ballast/$E2E_APPS/$1" 2>/dev/null) == "$2" ]]; }
@@ -228,10 +229,10 @@ scenario_host_service_reboot() {
         docker cp "$top/nodeagent/ballast-agent.service" "$n:/etc/systemd/system/ballast-agent.service"
         node_exec mkdir -p /etc/ballast-agent
         kubectl -n "$opns" get configmap -l app.kubernetes.io/component=agent \
-                -o jsonpath='{.items[0].data.config\.yaml}' | node_exec sh -c 'cat >/etc/ballast-agent/config.yaml'
+                -o jsonpath='{.items[0].data.config\.yaml}' | node_write /etc/ballast-agent/config.yaml
         local server
         server="https://$cluster-control-plane:6443"
-        node_exec sh -c "cat >/etc/ballast-agent/kubeconfig" <<KUBECONFIG
+        node_write /etc/ballast-agent/kubeconfig <<KUBECONFIG
 apiVersion: v1
 kind: Config
 clusters: [{name: kind, cluster: {server: "$server", certificate-authority-data: "$(base64 -w0 <"$work/ca.crt")"}}]
@@ -239,7 +240,7 @@ users: [{name: agent, user: {token: "$(kubectl -n "$opns" create token "$(sa_of 
 contexts: [{name: agent, context: {cluster: kind, user: agent}}]
 current-context: agent
 KUBECONFIG
-        node_exec sh -c "cat >/etc/default/ballast-agent" <<ENV
+        node_write /etc/default/ballast-agent <<ENV
 NODE_NAME=$n
 BALLAST_NAMESPACE=$opns
 BALLAST_OBJECT_STORE=s3://ballast/kind?endpoint=http://$s3:7070&region=us-east-1&path_style=true
@@ -248,7 +249,7 @@ AWS_SECRET_ACCESS_KEY=$secret
 BALLAST_AGENT_ARGS=--kubeconfig=/etc/ballast-agent/kubeconfig --poll-interval=2s
 ENV
         # /etc/ballast on tmpfs, as docs/agent.md puts it: a reboot wipes it.
-        node_exec sh -c 'cat >/etc/systemd/system/etc-ballast.mount' <<'UNIT'
+        node_write /etc/systemd/system/etc-ballast.mount <<'UNIT'
 [Unit]
 Description=The Ballast root on tmpfs (kind-e2e: a reboot wipes it)
 Before=ballast-agent.service

@@ -56,13 +56,13 @@ struct bundle {
         bool listed;       /* in some view at the last evaluation */
         bool no_fetch;     /* the fetcher refused: wait for a view change */
 
-        char fetching[MANIFEST_DIGEST_SIZE]; /* the digest in flight, "" */
+        char fetching[BUNDLE_DIGEST_SIZE]; /* the digest in flight, "" */
         uint64_t fetch_not_before;
         backoff fetch_backoff;
         uint64_t apply_not_before;
         backoff apply_backoff;
 
-        char rejected[ENGINE_MAX_REJECTED][MANIFEST_DIGEST_SIZE + 8]; /* "SOURCE:DIGEST" */
+        char rejected[ENGINE_MAX_REJECTED][BUNDLE_DIGEST_SIZE + 8]; /* "SOURCE:DIGEST" */
         unsigned n_rejected, next_rejected;
 
         job *job;
@@ -73,6 +73,7 @@ struct engine {
         char *root;
         sd_event *event;
         json_object *views[_ENGINE_SOURCE_MAX];
+        bool view_live[_ENGINE_SOURCE_MAX]; /* sent since the start, not restored */
         json_object *labels; /* NULL: unknown */
 
         bundle **bundles; /* sorted by key */
@@ -202,7 +203,7 @@ static void bundle_set_error(bundle *b, const char *msg) {
 /* Rejections are per source and digest: a copy corrupted in one place does
  * not condemn a good copy of the same digest from the other source. */
 static bool bundle_is_rejected(bundle *b, const char *origin, const char *digest) {
-        char k[MANIFEST_DIGEST_SIZE + 8];
+        char k[BUNDLE_DIGEST_SIZE + 8];
 
         snprintf(k, sizeof(k), "%s:%s", origin, digest);
         for (unsigned i = 0; i < b->n_rejected; i++)
@@ -271,18 +272,14 @@ static int candidate_parse(engine_source src, const char *key, json_object *entr
         if (!streq(want, key))
                 return err_info_set(ret_err, -EINVAL, "key does not match %s", want);
         c->uid = str_field(entry, "uid") ?: "";
-        if (strlen(c->uid) > MANIFEST_MAX_UID)
+        if (*c->uid && !bundle_is_uid(c->uid))
                 return err_info_set(ret_err, -EINVAL, "invalid uid");
-        for (const char *p = c->uid; *p; p++)
-                if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
-                      (*p >= '0' && *p <= '9') || *p == '-'))
-                        return err_info_set(ret_err, -EINVAL, "invalid uid");
         if (!json_object_object_get_ex(entry, "revision", &v) ||
             !json_object_is_type(v, json_type_int) || json_object_get_int64(v) < 1)
                 return err_info_set(ret_err, -EINVAL, "invalid revision");
         c->revision = json_object_get_int64(v);
         c->digest = str_field(entry, "digest");
-        if (!c->digest || !manifest_is_digest(c->digest))
+        if (!c->digest || !bundle_is_digest(c->digest))
                 return err_info_set(ret_err, -EINVAL, "invalid digest");
         c->object_key = str_field(entry, "key");
         if (c->object_key && !objstore_key_is_valid(c->object_key))
@@ -786,7 +783,7 @@ static bool rev_eq(const cache_rev *r, const manifest *m) {
         return r->revision == m->revision && streq(r->digest, m->digest);
 }
 
-static void evaluate_bundle(engine *e, bundle *b, bool any_view) {
+static void evaluate_bundle(engine *e, bundle *b, bool any_live_view) {
         candidate cands[_ENGINE_SOURCE_MAX];
         const cache_bundle *cb = cache_get_bundle(e->o.cache, b->ns, b->name);
         uint64_t now = loop_now(e->event);
@@ -805,8 +802,9 @@ static void evaluate_bundle(engine *e, bundle *b, bool any_view) {
                 return;
 
         if (!listed) {
-                /* No view lists it: deleted, if any source has a view at all. */
-                if (any_view && (cb || has_live_files(e, b)) && e->n_jobs < ENGINE_MAX_JOBS &&
+                /* No view lists it: deleted, if some source has a live view
+                 * (never on views restored from the cache alone). */
+                if (any_live_view && (cb || has_live_files(e, b)) && e->n_jobs < ENGINE_MAX_JOBS &&
                     now >= b->apply_not_before)
                         start_remove(e, b, "no source lists it any more");
                 return;
@@ -936,13 +934,13 @@ static int on_retry(sd_event_source *s, uint64_t usec, void *userdata) {
 }
 
 static void evaluate(engine *e) {
-        bool any_view = false;
+        bool any_live_view = false;
 
         e->stats.evaluations++;
         e->retry_at = 0;
         for (int s = 0; s < _ENGINE_SOURCE_MAX; s++)
                 if (e->views[s]) {
-                        any_view = true;
+                        any_live_view = any_live_view || e->view_live[s];
                         json_object_object_foreach(e->views[s], key, entry) {
                                 const char *ns = str_field(entry, "namespace"),
                                            *name = str_field(entry, "name");
@@ -970,7 +968,7 @@ static void evaluate(engine *e) {
         }
 
         for (size_t i = 0; i < e->n_bundles; i++)
-                evaluate_bundle(e, e->bundles[i], any_view);
+                evaluate_bundle(e, e->bundles[i], any_live_view);
 
         /* Forget bundles nobody knows any more (after their removal was
          * reported: a report is written on the change that removed them). */
@@ -1093,7 +1091,7 @@ engine *engine_free(engine *e) {
         return NULL;
 }
 
-int engine_set_view(engine *e, engine_source source, json_object *bundles) {
+static int set_view(engine *e, engine_source source, json_object *bundles, bool live) {
         char lbl[64];
 
         if (!e || source < 0 || source >= _ENGINE_SOURCE_MAX)
@@ -1118,11 +1116,20 @@ int engine_set_view(engine *e, engine_source source, json_object *bundles) {
         }
         json_object_put(e->views[source]);
         e->views[source] = bundles ? json_object_get(bundles) : NULL;
+        e->view_live[source] = bundles && live;
         /* A view change may make a pointer manifest reachable again. */
         for (size_t i = 0; i < e->n_bundles; i++)
                 e->bundles[i]->no_fetch = false;
         schedule_eval(e);
         return 0;
+}
+
+int engine_set_view(engine *e, engine_source source, json_object *bundles) {
+        return set_view(e, source, bundles, true);
+}
+
+int engine_restore_view(engine *e, engine_source source, json_object *bundles) {
+        return set_view(e, source, bundles, false);
 }
 
 void engine_set_callbacks(engine *e, engine_fetch_fn fetch, void *fetch_userdata,
@@ -1294,7 +1301,7 @@ int engine_start(engine *e) {
                                 _cleanup_(manifest_freep) manifest *lm = NULL;
 
                                 if (rv->revision != live.revision ||
-                                    !startswith(rv->digest + 7, live.digest_prefix))
+                                    !startswith(rv->digest + BUNDLE_DIGEST_PREFIX_LEN, live.digest_prefix))
                                         continue;
                                 if (cache_load_manifest(e->o.cache, ns, name, rv->revision,
                                                         rv->digest, &lm, NULL) < 0 ||

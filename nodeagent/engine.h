@@ -106,9 +106,16 @@ int engine_start(engine *e);
 
 /* Replaces @source's view with @bundles (borrowed; the engine takes a
  * reference, so the caller must not change it afterwards). NULL: the source
- * has no view (never synced). A restored view (from the cache at start) is a
- * view like any other. */
+ * has no view (never synced). */
 int engine_set_view(engine *e, engine_source source, json_object *bundles);
+
+/* Like engine_set_view(), for a view restored from the cache at start. It
+ * serves like any other view (what it lists is applied), but it never
+ * removes a bundle: it may be older than what was applied before the stop
+ * (a bundle applied in the second before it was saved would look deleted).
+ * Bundles no view lists are removed only once some source has sent a live
+ * view since the start. */
+int engine_restore_view(engine *e, engine_source source, json_object *bundles);
 
 /* Replaces the local config (reload actions) after a reload of the file.
  * @config is borrowed like engine_opts.config; the previous one may be freed

@@ -19,7 +19,7 @@ struct manifest_req {
         fetch *f;
         manifest_req *next;
         char *object_key;
-        char digest[MANIFEST_DIGEST_SIZE];
+        char digest[BUNDLE_DIGEST_SIZE];
         objstore_op *op;
 };
 
@@ -107,8 +107,9 @@ int fetch_parse_index(const char *data, size_t len, json_object **ret, err_info 
         if (r < 0)
                 return r;
         if (!json_object_is_type(doc, json_type_object) ||
-            !streq(strempty(jsonx_get_string(doc, "kind")), "BundleIndex"))
-                return err_info_set(ret_err, -EBADMSG, "the index is not a BundleIndex document");
+            !streq(strempty(jsonx_get_string(doc, "kind")), BUNDLE_KIND_INDEX))
+                return err_info_set(ret_err, -EBADMSG,
+                                    "the index is not a " BUNDLE_KIND_INDEX " document");
         if (!json_object_object_get_ex(doc, "bundles", &bundles) ||
             !json_object_is_type(bundles, json_type_object))
                 return err_info_set(ret_err, -EBADMSG, "the index has no 'bundles' map");
@@ -139,9 +140,9 @@ int fetch_configmap_entry(json_object *cm, char **ret_key, json_object **ret_ent
         _cleanup_free_ char *ns = NULL, *key = NULL;
         uint64_t revision;
 
-        bundle = ann_get(ann, FETCH_ANN_BUNDLE);
+        bundle = ann_get(ann, BUNDLE_ANN_BUNDLE);
         if (!bundle || !(slash = strchr(bundle, '/')) || slash == bundle || !slash[1])
-                return err_info_set(ret_err, -EINVAL, "no valid %s annotation", FETCH_ANN_BUNDLE);
+                return err_info_set(ret_err, -EINVAL, "no valid %s annotation", BUNDLE_ANN_BUNDLE);
         ns = strndup(bundle, (size_t) (slash - bundle));
         key = strdup(bundle);
         entry = json_object_new_object();
@@ -149,15 +150,15 @@ int fetch_configmap_entry(json_object *cm, char **ret_key, json_object **ret_ent
                 return -ENOMEM;
         add_str(entry, "namespace", ns);
         add_str(entry, "name", slash + 1);
-        add_str(entry, "uid", ann_get(ann, FETCH_ANN_UID));
-        rev = ann_get(ann, FETCH_ANN_REVISION);
+        add_str(entry, "uid", ann_get(ann, BUNDLE_ANN_UID));
+        rev = ann_get(ann, BUNDLE_ANN_REVISION);
         if (rev && parse_uint(rev, 1, INT64_MAX, &revision) >= 0)
                 json_object_object_add(entry, "revision",
                                        json_object_new_int64((int64_t) revision));
-        add_str(entry, "digest", ann_get(ann, FETCH_ANN_DIGEST));
-        add_str(entry, "key", ann_get(ann, FETCH_ANN_OBJECT_KEY));
-        add_str(entry, "reload", ann_get(ann, FETCH_ANN_RELOAD));
-        sel = ann_get(ann, FETCH_ANN_NODE_SELECTOR);
+        add_str(entry, "digest", ann_get(ann, BUNDLE_ANN_DIGEST));
+        add_str(entry, "key", ann_get(ann, BUNDLE_ANN_OBJECT_KEY));
+        add_str(entry, "reload", ann_get(ann, BUNDLE_ANN_RELOAD));
+        sel = ann_get(ann, BUNDLE_ANN_NODE_SELECTOR);
         if (sel) {
                 json_object *s = NULL;
                 /* Unparsable: keep the string, which the selector code
@@ -166,10 +167,10 @@ int fetch_configmap_entry(json_object *cm, char **ret_key, json_object **ret_ent
                         s = json_object_new_string(sel);
                 json_object_object_add(entry, "nodeSelector", s);
         }
-        mode = ann_get(ann, FETCH_ANN_MANIFEST);
-        if (!mode || !streq(mode, "object-store")) {
+        mode = ann_get(ann, BUNDLE_ANN_MANIFEST);
+        if (!mode || !streq(mode, BUNDLE_MANIFEST_IN_STORE)) {
                 data = jsonx_get(cm, "data");
-                if (data && json_object_object_get_ex(data, FETCH_MANIFEST_DATA_KEY, &data) &&
+                if (data && json_object_object_get_ex(data, BUNDLE_MANIFEST_DATA_KEY, &data) &&
                     json_object_is_type(data, json_type_string))
                         /* Shares the string with the watch's store: no copy. */
                         json_object_object_add(entry, "manifest", json_object_get(data));
@@ -417,7 +418,7 @@ int fetch_request_manifest(engine *e, const char *bundle_key, const char *object
 
         if (!f || !f->store)
                 return -ENOTCONN;
-        if (!objstore_key_is_valid(object_key) || !manifest_is_digest(digest))
+        if (!objstore_key_is_valid(object_key) || !bundle_is_digest(digest))
                 return -EINVAL;
         q = calloc(1, sizeof(*q));
         if (!q)
@@ -495,7 +496,7 @@ static void on_index(objstore_op *op, int r, objstore_object *obj, const err_inf
                 if (r < 0) {
                         /* Keep the last good view; the store itself answered. */
                         log_error("The object store's %s is invalid and was ignored: %s",
-                                  FETCH_INDEX_KEY, perr.message);
+                                  BUNDLE_INDEX_KEY, perr.message);
                         f->stats.bad_indexes++;
                         metric_inc(f->m_bad_index, NULL);
                         metric_inc(f->m_polls, "result=\"invalid\"");
@@ -519,11 +520,11 @@ static void on_index(objstore_op *op, int r, objstore_object *obj, const err_inf
                         log_warning_errno(r,
                                           "Polling %s failed, keeping the last view (next try in "
                                           "%" PRIu64 " ms): %s",
-                                          FETCH_INDEX_KEY, delay / USEC_PER_MSEC,
+                                          BUNDLE_INDEX_KEY, delay / USEC_PER_MSEC,
                                           err && err->message[0] ? err->message : err_name(r));
                 else
                         log_debug("Polling %s failed again (%s), next try in %" PRIu64 " ms",
-                                  FETCH_INDEX_KEY, err_name(r), delay / USEC_PER_MSEC);
+                                  BUNDLE_INDEX_KEY, err_name(r), delay / USEC_PER_MSEC);
                 f->store_up = false;
                 f->store_failures++;
                 /* The next success re-anchors the slots. */
@@ -543,10 +544,10 @@ static int on_poll(sd_event_source *s, uint64_t usec, void *userdata) {
 
         if (f->poll_op)
                 return 0;
-        r = objstore_get(f->store, FETCH_INDEX_KEY, f->etag, on_index, f, &f->poll_op);
+        r = objstore_get(f->store, BUNDLE_INDEX_KEY, f->etag, on_index, f, &f->poll_op);
         if (r < 0) {
                 err_info_clear(&err);
-                log_error_errno(r, "Cannot poll %s: %m", FETCH_INDEX_KEY);
+                log_error_errno(r, "Cannot poll %s: %m", BUNDLE_INDEX_KEY);
                 poll_schedule(f, fetch_error_delay(&f->poll_backoff, loop_now(f->event), -1));
         }
         return 0;
@@ -635,6 +636,9 @@ fetch *fetch_free(fetch *f) {
         }
         sd_event_source_disable_unref(f->rebuild_defer);
         sd_event_source_disable_unref(f->pump_defer);
+        /* A stop within the persist delay of a view change: save it now. */
+        if (f->persist_timer && sd_event_source_get_enabled(f->persist_timer, NULL) > 0)
+                (void) on_persist(f->persist_timer, 0, f);
         sd_event_source_disable_unref(f->persist_timer);
         sd_event_source_disable_unref(f->poll_timer);
         json_object_put(f->static_labels);
@@ -685,7 +689,7 @@ int fetch_restore(fetch *f) {
                                                     &bundles, &err) >= 0) {
                                 *nl = '\0';
                                 f->etag = blob[0] ? strdup(blob) : NULL;
-                                (void) engine_set_view(f->engine, ENGINE_SOURCE_STORE, bundles);
+                                (void) engine_restore_view(f->engine, ENGINE_SOURCE_STORE, bundles);
                                 log_info("Restored the object store's index from the cache "
                                          "(%d bundles)",
                                          json_object_object_length(bundles));
@@ -704,7 +708,7 @@ int fetch_restore(fetch *f) {
 
                         if (jsonx_parse(text, len, &view, &err) >= 0 &&
                             json_object_is_type(view, json_type_object)) {
-                                (void) engine_set_view(f->engine, ENGINE_SOURCE_KUBE, view);
+                                (void) engine_restore_view(f->engine, ENGINE_SOURCE_KUBE, view);
                                 f->persisted_view = TAKE_PTR(text);
                                 log_info("Restored the API server's view from the cache (%d "
                                          "bundles)",
@@ -727,7 +731,7 @@ int fetch_start(fetch *f) {
                 kube_watch_opts cm = {
                         .resource = &KUBE_RESOURCE_CONFIGMAPS,
                         .namespace = f->namespace,
-                        .label_selector = FETCH_BUNDLE_SELECTOR,
+                        .label_selector = BUNDLE_SELECTOR_BUNDLES,
                         .page_size = 500,
                         .on_add = cm_changed,
                         .on_update = cm_updated,
@@ -764,7 +768,7 @@ int fetch_start(fetch *f) {
         if (f->store) {
                 uint64_t d = fetch_first_poll_delay(f->interval, !f->no_jitter);
                 log_info("Polling %s every %" PRIu64 " s; first poll in %" PRIu64 " ms",
-                         FETCH_INDEX_KEY, f->interval / USEC_PER_SEC, d / USEC_PER_MSEC);
+                         BUNDLE_INDEX_KEY, f->interval / USEC_PER_SEC, d / USEC_PER_MSEC);
                 poll_schedule(f, d);
         }
         return 0;
