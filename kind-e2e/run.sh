@@ -180,12 +180,18 @@ e2e_node_has() { docker exec "$1" test -e "/etc/ballast/$2"; }
 apiserver_signal() { docker exec "$cluster-control-plane" sh -c "kill -$1 \$(pidof kube-apiserver)"; }
 e2e_api_pause() { apiserver_signal STOP; }
 e2e_api_resume() { apiserver_signal CONT; }
-api_ip() { docker inspect -f '{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}' "$cluster-control-plane" | awk '{print $1}'; }
+# The API server's address on kind's network (the control plane is on the
+# store's network too).
+api_ip() { docker inspect -f '{{(index .NetworkSettings.Networks "kind").IPAddress}}' "$cluster-control-plane"; }
+api_reachable_from() { docker exec "$1" curl -sk -m 3 -o /dev/null "https://$(api_ip):6443/livez"; }
 partition_rule() { # -I|-D NODE
         local ip
         ip=$(api_ip)
         docker exec "$2" iptables "$1" FORWARD -d "$ip" -p tcp --dport 6443 -j DROP
         docker exec "$2" iptables "$1" OUTPUT -d "$ip" -p tcp --dport 6443 -j DROP
+        if [[ $1 == -I ]] && api_reachable_from "$2"; then
+                fail "$2 still reaches the API server at $ip after the partition"
+        fi
 }
 workers() { printf '%s\n' "${nodes_cached[@]}" | grep -v control-plane; }
 e2e_partition_nodes() { local n; for n in $(workers); do partition_rule -I "$n"; done; }
