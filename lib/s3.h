@@ -8,9 +8,10 @@
  * start-up code and tests.
  *
  * Requests are signed with libcurl's SigV4 signer; this module adds the
- * x-amz-content-sha256 header curl 7.88 leaves out (FACTS.md), builds
- * canonical (sorted, AWS-escaped) query strings because curl 7.88 signs the
- * query as given, and escapes each key segment per AWS rules ("/" kept).
+ * x-amz-content-sha256 header curl 7.88 leaves out, builds canonical
+ * (sorted, AWS-escaped) query strings because curl 7.88 signs the query as
+ * given (both in docs/object-store.md, "Signing (S3)"), and escapes each key
+ * segment per AWS rules ("/" kept).
  *
  * Errors (see docs/object-store.md for the whole table): the S3 XML error
  * document is parsed (expat, no DTD/entities) and its Code goes

@@ -95,9 +95,9 @@ static bool parse_rev_name(const char *s, apply_live *ret) {
 static void rev_names(const manifest *m, char base[static APPLY_REV_NAME_MAX],
                       char alt[static APPLY_REV_NAME_MAX]) {
         snprintf(base, APPLY_REV_NAME_MAX, APPLY_REV_PREFIX "%" PRIi64 "-%.12s", m->revision,
-                 m->digest + 7);
+                 m->digest + BUNDLE_DIGEST_PREFIX_LEN);
         snprintf(alt, APPLY_REV_NAME_MAX, APPLY_REV_PREFIX "%" PRIi64 "-%.12s" ALT_SUFFIX,
-                 m->revision, m->digest + 7);
+                 m->revision, m->digest + BUNDLE_DIGEST_PREFIX_LEN);
 }
 
 static int open_root(const char *root, bool create, err_info *e) {
@@ -360,11 +360,11 @@ static int stage_into(int bundle_fd, const char *rev_name, const manifest *m, er
 static int check_manifest(const manifest *m, err_info *e) {
         if (!m || !is_bundle_key(m->namespace, m->name))
                 return err_info_set(e, -EINVAL, "refusing a manifest with an unsafe bundle name");
-        if (m->revision < 1 || !manifest_is_digest(m->digest))
+        if (m->revision < 1 || !bundle_is_digest(m->digest))
                 return err_info_set(e, -EINVAL, "bundle %s/%s: invalid revision or digest",
                                     m->namespace, m->name);
         for (size_t i = 0; i < m->n_files; i++)
-                if (!manifest_is_bundle_path(m->files[i].path) || m->files[i].mode > 0777 ||
+                if (!bundle_is_path(m->files[i].path) || m->files[i].mode > 0777 ||
                     (!m->files[i].content && m->files[i].size > 0))
                         return err_info_set(e, -EINVAL,
                                             "bundle %s/%s revision %" PRIi64

@@ -128,12 +128,13 @@ const char *cache_get_dir(cache *c) {
 
 static void manifest_file_name(int64_t revision, const char *digest,
                                char buf[static MANIFEST_NAME_SZ]) {
-        snprintf(buf, MANIFEST_NAME_SZ, "%" PRIi64 "-%s.json", revision, digest + 7);
+        snprintf(buf, MANIFEST_NAME_SZ, "%" PRIi64 "-%s.json", revision,
+                 digest + BUNDLE_DIGEST_PREFIX_LEN);
 }
 
 /* Parses "REV-HEX.json"; false for anything else. */
 static bool parse_manifest_file_name(const char *s, int64_t *ret_rev,
-                                     char ret_digest[static MANIFEST_DIGEST_SIZE]) {
+                                     char ret_digest[static BUNDLE_DIGEST_SIZE]) {
         const char *dash = strchr(s, '-');
         char hex[HASH_SHA256_HEX_LEN + 1];
         int64_t rev = 0;
@@ -152,22 +153,17 @@ static bool parse_manifest_file_name(const char *s, int64_t *ret_rev,
         if (!hash_is_sha256_hex(hex))
                 return false;
         *ret_rev = rev;
-        snprintf(ret_digest, MANIFEST_DIGEST_SIZE, MANIFEST_DIGEST_PREFIX "%s", hex);
+        snprintf(ret_digest, BUNDLE_DIGEST_SIZE, BUNDLE_DIGEST_PREFIX "%s", hex);
         return true;
 }
 
+/* A bundle's uid, or "" for a bundle whose manifest carries none. */
 static bool is_uid_ok(const char *s) {
-        if (!s || strlen(s) > MANIFEST_MAX_UID)
-                return false;
-        for (const char *p = s; *p; p++)
-                if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
-                      (*p >= '0' && *p <= '9') || *p == '-'))
-                        return false;
-        return true;
+        return s && (!*s || bundle_is_uid(s));
 }
 
 static bool is_source_name(const char *s) {
-        return manifest_is_reload_name(s); /* same shape: [a-z0-9-], 1..63 */
+        return bundle_is_reload_name(s); /* same shape: [a-z0-9-], 1..63 */
 }
 
 static int check_key(const char *ns, const char *name, err_info *e) {
@@ -308,9 +304,9 @@ static bool rev_from_json(json_object *o, bool need_uid, bool need_at, bool allo
         ret->revision = json_object_get_int64(v);
         if (ret->revision < (allow_zero ? 0 : 1))
                 return false;
-        if (ret->revision > 0 && !manifest_is_digest(digest))
+        if (ret->revision > 0 && !bundle_is_digest(digest))
                 return false;
-        if (ret->revision == 0 && digest && *digest && !manifest_is_digest(digest))
+        if (ret->revision == 0 && digest && *digest && !bundle_is_digest(digest))
                 return false;
         snprintf(ret->digest, sizeof(ret->digest), "%s", digest ? digest : "");
         if (need_uid) {
@@ -411,7 +407,7 @@ static int state_from_json(const char *data, size_t len, const char *ns, const c
 
                 x->revision = jsonx_get_int(f, "revision", 0);
                 x->at = jsonx_get_int(f, "at", -1);
-                if (x->revision < 1 || x->at < 0 || !reason || !manifest_is_digest(digest))
+                if (x->revision < 1 || x->at < 0 || !reason || !bundle_is_digest(digest))
                         BAD("failed[%zu] is invalid", i);
                 snprintf(x->digest, sizeof(x->digest), "%s", digest);
                 x->reason = strdup(reason);
@@ -648,7 +644,7 @@ int cache_check_revision(cache *c, const char *ns, const char *name, const char 
         r = check_key(ns, name, ret_err);
         if (r < 0)
                 return r;
-        if (!uid || !is_uid_ok(uid) || revision < 1 || !manifest_is_digest(digest))
+        if (!uid || !is_uid_ok(uid) || revision < 1 || !bundle_is_digest(digest))
                 return err_info_set(ret_err, -EINVAL,
                                     "bundle %s/%s: invalid uid, revision or digest", ns, name);
         b = cache_get_bundle(c, ns, name);
@@ -794,9 +790,9 @@ static int verify_manifest_file(int bundle_fd, const char *fname, const char *ns
         size_t len = 0;
         int r;
 
-        r = fsx_read_file(bundle_fd, fname, MANIFEST_MAX_SIZE, &data, &len);
+        r = fsx_read_file(bundle_fd, fname, BUNDLE_MAX_MANIFEST_SIZE, &data, &len);
         if (r == -EFBIG)
-                return err_info_set(e, -EBADMSG, "larger than %d bytes", MANIFEST_MAX_SIZE);
+                return err_info_set(e, -EBADMSG, "larger than %d bytes", BUNDLE_MAX_MANIFEST_SIZE);
         if (r < 0)
                 return err_info_set(e, r, "cannot read: %s", strerror(-r));
         r = manifest_parse(data, len, want->digest, NULL, &m, e);
@@ -828,7 +824,7 @@ int cache_load_manifest(cache *c, const char *ns, const char *name, int64_t revi
         r = check_key(ns, name, ret_err);
         if (r < 0)
                 return r;
-        if (!manifest_is_digest(digest))
+        if (!bundle_is_digest(digest))
                 return -EINVAL;
         b = cache_get_bundle(c, ns, name);
         i = b ? bundle_find_rev(b, revision, digest) : -1;
@@ -906,7 +902,7 @@ static int set_pin(cache *c, bool lkg, const char *ns, const char *name, int64_t
         r = check_key(ns, name, e);
         if (r < 0)
                 return r;
-        if (!manifest_is_digest(digest))
+        if (!bundle_is_digest(digest))
                 return -EINVAL;
         b = cache_get_bundle(c, ns, name);
         i = b ? bundle_find_rev(b, revision, digest) : -1;
@@ -943,7 +939,7 @@ int cache_record_failure(cache *c, const char *ns, const char *name, int64_t rev
         r = check_key(ns, name, ret_err);
         if (r < 0)
                 return r;
-        if (revision < 1 || !manifest_is_digest(digest) || !reason)
+        if (revision < 1 || !bundle_is_digest(digest) || !reason)
                 return -EINVAL;
         b = cache_get_bundle(c, ns, name);
         if (!b)
@@ -971,7 +967,7 @@ int cache_record_failure(cache *c, const char *ns, const char *name, int64_t rev
                 return -ENOMEM;
         nb->failures = l;
         l[nb->n_failures] = (cache_failure){.revision = revision, .at = now};
-        snprintf(l[nb->n_failures].digest, MANIFEST_DIGEST_SIZE, "%s", digest);
+        snprintf(l[nb->n_failures].digest, BUNDLE_DIGEST_SIZE, "%s", digest);
         l[nb->n_failures].reason = strndup(reason, CACHE_MAX_REASON);
         if (!l[nb->n_failures].reason)
                 return -ENOMEM;
@@ -1146,9 +1142,9 @@ uint64_t cache_get_size(cache *c) {
 typedef struct found_file {
         char name[MANIFEST_NAME_SZ];
         int64_t revision;
-        char digest[MANIFEST_DIGEST_SIZE];
+        char digest[BUNDLE_DIGEST_SIZE];
         struct timespec mtime;
-        char uid[MANIFEST_MAX_UID + 1];
+        char uid[BUNDLE_MAX_UID + 1];
         bool used;
 } found_file;
 

@@ -45,14 +45,14 @@ typedef struct cache cache;
 /* One revision of one bundle. */
 typedef struct cache_rev {
         int64_t revision; /* 0: none */
-        char digest[MANIFEST_DIGEST_SIZE];
+        char digest[BUNDLE_DIGEST_SIZE];
         char *uid;  /* owned; the lineage ("" for manifests without a uid) */
         int64_t at; /* Unix seconds when it became applied / last-known-good; 0 otherwise */
 } cache_rev;
 
 typedef struct cache_failure {
         int64_t revision;
-        char digest[MANIFEST_DIGEST_SIZE];
+        char digest[BUNDLE_DIGEST_SIZE];
         char *reason; /* owned */
         int64_t at;   /* Unix seconds */
 } cache_failure;

@@ -9,10 +9,10 @@
 #include <inttypes.h>
 #include <stdio.h>
 
+#include "bundle.h"
 #include "config.h"
 #include "fsx.h"
 #include "jsonx.h"
-#include "manifest.h"
 #include "yamlx.h"
 
 #define CONFIG_MAX_FILE_SIZE (1024 * 1024)
@@ -316,15 +316,14 @@ static int parse_action(parser *p, const char *name, json_object *o, config_acti
         static const char *const keys[] = {"check",       "command", "mode",
                                            "systemdUnit", "timeout", NULL};
         char where[96];
+        err_info why;
         json_object *v;
         int r;
 
         snprintf(where, sizeof(where), "reloadActions.%s", name);
-        if (!manifest_is_reload_name(name))
-                return fail(p, o,
-                            "reloadActions: '%s' is not a valid action name (lowercase letters, "
-                            "digits and '-', at most 63)",
-                            name);
+        if (bundle_check_reload_name(name, &why) < 0)
+                return fail(p, o, "reloadActions: '%s' is not a valid action name: %s", name,
+                            why.message);
         a->name = strdup(name);
         if (!a->name)
                 return -ENOMEM;

@@ -56,7 +56,7 @@ typedef enum config_unit_mode {
 } config_unit_mode;
 
 typedef struct config_action {
-        char *name; /* owned; a manifest_is_reload_name() name */
+        char *name; /* owned; a bundle_is_reload_name() name */
         config_action_kind kind;
         char **command; /* owned, NULL-terminated; CONFIG_ACTION_COMMAND only */
         char *unit;     /* owned; CONFIG_ACTION_SYSTEMD only */

@@ -74,7 +74,7 @@ struct engine {
         sd_event *event;
         json_object *views[_ENGINE_SOURCE_MAX];
         bool view_live[_ENGINE_SOURCE_MAX]; /* sent since the start, not restored */
-        json_object *labels; /* NULL: unknown */
+        json_object *labels;                /* NULL: unknown */
 
         bundle **bundles; /* sorted by key */
         size_t n_bundles, n_alloc;
@@ -1301,7 +1301,8 @@ int engine_start(engine *e) {
                                 _cleanup_(manifest_freep) manifest *lm = NULL;
 
                                 if (rv->revision != live.revision ||
-                                    !startswith(rv->digest + BUNDLE_DIGEST_PREFIX_LEN, live.digest_prefix))
+                                    !startswith(rv->digest + BUNDLE_DIGEST_PREFIX_LEN,
+                                                live.digest_prefix))
                                         continue;
                                 if (cache_load_manifest(e->o.cache, ns, name, rv->revision,
                                                         rv->digest, &lm, NULL) < 0 ||

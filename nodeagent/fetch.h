@@ -6,7 +6,7 @@
  * before the engine sees it:
  *
  *   - the API server: a watch on the bundle ConfigMaps in the operator's
- *     namespace (label selector FETCH_BUNDLE_SELECTOR), turned into a view in
+ *     namespace (label selector BUNDLE_SELECTOR_BUNDLES), turned into a view in
  *     the index's form, with each manifest inline (or, for a ConfigMap that
  *     only points at the object store, its object key); and a watch on this
  *     node's own Node (field selector metadata.name=NODE) for its labels,
@@ -25,7 +25,8 @@
  * The last view of each source and the ETag of the index are saved in the
  * cache (sources/kube-view, sources/store-index), so after a restart during
  * an outage the engine still knows every bundle's selector, and the first
- * poll can be answered by a 304.
+ * poll can be answered by a 304. What the operator publishes (keys, labels,
+ * annotations) is lib/bundle.h's, shared with the operator.
  */
 
 #include <json-c/json.h>
@@ -34,26 +35,12 @@
 #include <systemd/sd-event.h>
 
 #include "backoff.h"
+#include "bundle.h"
 #include "cache.h"
 #include "engine.h"
 #include "kube.h"
 #include "macro.h"
 #include "objstore.h"
-
-/* What the operator publishes (operator/publish.h; the agent does not
- * include operator headers, tests check that the two agree). */
-#define FETCH_INDEX_KEY         "index.json"
-#define FETCH_MANIFEST_DATA_KEY "manifest.json"
-#define FETCH_BUNDLE_SELECTOR                                                                      \
-        "app.kubernetes.io/managed-by=ballast-operator,ballast.dev/bundle=true"
-#define FETCH_ANN_BUNDLE        "ballast.dev/bundle"
-#define FETCH_ANN_UID           "ballast.dev/uid"
-#define FETCH_ANN_REVISION      "ballast.dev/revision"
-#define FETCH_ANN_DIGEST        "ballast.dev/digest"
-#define FETCH_ANN_OBJECT_KEY    "ballast.dev/object-key"
-#define FETCH_ANN_NODE_SELECTOR "ballast.dev/node-selector"
-#define FETCH_ANN_RELOAD        "ballast.dev/reload"
-#define FETCH_ANN_MANIFEST      "ballast.dev/manifest" /* "inline" or "object-store" */
 
 #define FETCH_SOURCE_KUBE_VIEW   "kube-view"
 #define FETCH_SOURCE_STORE_INDEX "store-index"

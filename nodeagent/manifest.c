@@ -10,7 +10,6 @@
 #include <stdarg.h>
 #include <stdio.h>
 
-#include "fsx.h"
 #include "jsonx.h"
 #include "manifest.h"
 
@@ -29,43 +28,6 @@ manifest *manifest_free(manifest *m) {
         free(m->bytes);
         free(m);
         return NULL;
-}
-
-int manifest_digest(const void *data, size_t len, char ret[static MANIFEST_DIGEST_SIZE]) {
-        char hex[HASH_SHA256_HEX_LEN + 1];
-        int r;
-
-        r = hash_sha256_hex(data, len, hex);
-        if (r < 0)
-                return r;
-        memcpy(ret, MANIFEST_DIGEST_PREFIX, 7);
-        memcpy(ret + 7, hex, sizeof(hex));
-        return 0;
-}
-
-bool manifest_is_digest(const char *s) {
-        return s && startswith(s, MANIFEST_DIGEST_PREFIX) && hash_is_sha256_hex(s + 7);
-}
-
-static bool is_path_char(char c) {
-        return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-               c == '.' || c == '_' || c == '-';
-}
-
-bool manifest_is_bundle_path(const char *path) {
-        if (!path || strlen(path) > MANIFEST_MAX_PATH || !fsx_is_safe_relpath(path))
-                return false;
-        for (const char *seg = path; seg;) {
-                const char *slash = strchr(seg, '/');
-
-                if (seg[0] == '.' && seg[1] == '.')
-                        return false;
-                for (const char *q = seg; *q && *q != '/'; q++)
-                        if (!is_path_char(*q))
-                                return false;
-                seg = slash ? slash + 1 : NULL;
-        }
-        return true;
 }
 
 static bool is_lower_alnum(char c) {
@@ -103,31 +65,6 @@ bool manifest_is_dns_subdomain(const char *s) {
                         return true;
                 seg = dot + 1;
         }
-}
-
-bool manifest_is_reload_name(const char *s) {
-        size_t n;
-
-        if (!s)
-                return false;
-        n = strlen(s);
-        if (n == 0 || n > 63 || s[0] == '-' || s[n - 1] == '-')
-                return false;
-        for (size_t i = 0; i < n; i++)
-                if (!is_lower_alnum(s[i]) && s[i] != '-')
-                        return false;
-        return true;
-}
-
-static bool is_uid(const char *s) {
-        size_t n = strlen(s);
-
-        if (n == 0 || n > MANIFEST_MAX_UID)
-                return false;
-        for (size_t i = 0; i < n; i++)
-                if (!is_lower_alnum(s[i]) && !(s[i] >= 'A' && s[i] <= 'Z') && s[i] != '-')
-                        return false;
-        return true;
 }
 
 static int file_path_cmp(const void *key, const void *elem) {
@@ -234,7 +171,8 @@ static int parse_file(checker *c, json_object *f, size_t i, const manifest_limit
         static const char *const keys[] = {"content", "mode", "path", "sha256", "size", NULL};
         json_object *content_obj = NULL;
         const char *path, *sha, *content;
-        char where[MANIFEST_MAX_PATH + 32], hex[HASH_SHA256_HEX_LEN + 1], buf[68];
+        char where[BUNDLE_MAX_PATH + 32], hex[HASH_SHA256_HEX_LEN + 1], buf[68];
+        err_info why;
         int64_t mode, size;
         size_t len;
         int r;
@@ -244,12 +182,9 @@ static int parse_file(checker *c, json_object *f, size_t i, const manifest_limit
         path = get_string(f, "path", NULL);
         if (!path)
                 return bad(c, -EBADMSG, "files[%zu]: path is missing or not a string", i);
-        if (!manifest_is_bundle_path(path))
-                return bad(c, -EBADMSG,
-                           "files[%zu]: path '%s' is not a safe bundle path (relative, no "
-                           "'.' or '..' segments, no segment starting with '..', characters "
-                           "A-Z a-z 0-9 . _ -, at most %d bytes)",
-                           i, printable(path, buf), MANIFEST_MAX_PATH);
+        if (bundle_check_path(path, &why) < 0)
+                return bad(c, -EBADMSG, "files[%zu]: path '%s' is not a safe bundle path: %s", i,
+                           printable(path, buf), why.message);
         snprintf(where, sizeof(where), "files[%zu] (%s): ", i, path);
         r = check_keys(c, f, where, keys);
         if (r < 0)
@@ -298,7 +233,7 @@ static int parse_file(checker *c, json_object *f, size_t i, const manifest_limit
 /* "a" is a file and "a/b" wants "a" to be a directory: every proper prefix
  * ending before a '/' must not be a file of @m. O(files x depth x log files). */
 static int check_no_file_is_a_dir(checker *c, const manifest *m) {
-        char prefix[MANIFEST_MAX_PATH + 1];
+        char prefix[BUNDLE_MAX_PATH + 1];
 
         for (size_t i = 0; i < m->n_files; i++) {
                 const char *p = m->files[i].path;
@@ -348,10 +283,10 @@ static int parse_tree(checker *c, json_object *o, const manifest_limits *lim, ma
         uid = "";
         if (json_object_object_get_ex(bundle, "uid", &v)) {
                 uid = get_string(bundle, "uid", NULL);
-                if (!uid || !is_uid(uid))
+                if (!uid || !bundle_is_uid(uid))
                         return bad(c, -EBADMSG,
                                    "bundle.uid '%s' is not 1..%d characters of [A-Za-z0-9-]",
-                                   uid ? printable(uid, b1) : "", MANIFEST_MAX_UID);
+                                   uid ? printable(uid, b1) : "", BUNDLE_MAX_UID);
         }
         if (!get_int(o, "revision", &m->revision))
                 return bad(c, -EBADMSG, "revision is missing or not an integer");
@@ -363,20 +298,20 @@ static int parse_tree(checker *c, json_object *o, const manifest_limits *lim, ma
         if (r < 0)
                 return r;
         s = get_string(o, "apiVersion", NULL);
-        if (!s || !streq(s, MANIFEST_API_VERSION))
+        if (!s || !streq(s, BUNDLE_API_VERSION))
                 return bad(c, -EBADMSG, "apiVersion '%s' is not '%s'", s ? printable(s, b1) : "",
-                           MANIFEST_API_VERSION);
+                           BUNDLE_API_VERSION);
         s = get_string(o, "kind", NULL);
-        if (!s || !streq(s, MANIFEST_KIND))
+        if (!s || !streq(s, BUNDLE_KIND_MANIFEST))
                 return bad(c, -EBADMSG, "kind '%s' is not '%s'", s ? printable(s, b1) : "",
-                           MANIFEST_KIND);
+                           BUNDLE_KIND_MANIFEST);
         if (json_object_object_get_ex(o, "reload", &v)) {
+                err_info why;
+
                 s = get_string(o, "reload", NULL);
-                if (!s || !manifest_is_reload_name(s))
-                        return bad(c, -EBADMSG,
-                                   "reload '%s' is not a valid action name (lowercase letters, "
-                                   "digits and '-', at most 63)",
-                                   s ? printable(s, b2) : "");
+                if (!s || bundle_check_reload_name(s, &why) < 0)
+                        return bad(c, -EBADMSG, "reload '%s' is not a valid action name: %s",
+                                   s ? printable(s, b2) : "", s ? why.message : "not a string");
                 m->reload = strdup(s);
                 if (!m->reload)
                         return -ENOMEM;
@@ -433,12 +368,12 @@ int manifest_parse(const void *data, size_t len, const char *expected_digest,
         _cleanup_json_ json_object *o = NULL;
         _cleanup_free_ char *canon = NULL;
         manifest_limits lim = {
-                .max_size = MANIFEST_MAX_SIZE,
-                .max_files = MANIFEST_MAX_FILES,
-                .max_file_size = MANIFEST_MAX_FILE_SIZE,
-                .max_total_size = MANIFEST_MAX_SIZE,
+                .max_size = BUNDLE_MAX_MANIFEST_SIZE,
+                .max_files = BUNDLE_MAX_FILES,
+                .max_file_size = BUNDLE_MAX_FILE_SIZE,
+                .max_total_size = BUNDLE_MAX_MANIFEST_SIZE,
         };
-        char digest[MANIFEST_DIGEST_SIZE], claim[256];
+        char digest[BUNDLE_DIGEST_SIZE], claim[256];
         checker c = {.e = ret_err};
         err_info perr;
         size_t canon_len = 0;
@@ -446,7 +381,7 @@ int manifest_parse(const void *data, size_t len, const char *expected_digest,
 
         if (!data && len > 0)
                 return -EINVAL;
-        if (!manifest_is_digest(expected_digest))
+        if (!bundle_is_digest(expected_digest))
                 return err_info_set(ret_err, -EINVAL,
                                     "expected digest '%s' is not sha256: and 64 lowercase hex "
                                     "digits",
@@ -462,7 +397,7 @@ int manifest_parse(const void *data, size_t len, const char *expected_digest,
 
         if (len > lim.max_size)
                 return bad(&c, -EFBIG, "%zu bytes, more than the %zu allowed", len, lim.max_size);
-        r = manifest_digest(data ? data : "", len, digest);
+        r = bundle_digest(data ? data : "", len, digest);
         if (r < 0)
                 return r;
         if (!streq(digest, expected_digest)) {

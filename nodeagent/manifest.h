@@ -7,15 +7,16 @@
  * in the agent that parses manifest bytes; everything downstream (the cache,
  * apply) works on the verified struct it returns.
  *
- * The format is what operator/render.c writes (docs/manifest.md):
+ * The format is what operator/render.c writes (docs/wire-format.md; its
+ * names, limits and checks are lib/bundle.h's):
  *
  *   {"apiVersion":"ballast.dev/v1alpha1","kind":"BundleManifest",
  *    "bundle":{"namespace":NS,"name":NAME,"uid":UID},"revision":N,
  *    "reload":ACTION,                                      (optional)
  *    "files":[{"path","mode","size","sha256","content"}, ...sorted by path]}
  *
- * serialized canonically (jsonx_to_canonical), and its digest is "sha256:" +
- * the lowercase hex sha256 of exactly those bytes.
+ * serialized canonically (jsonx_to_canonical), and its digest is
+ * bundle_digest() of exactly those bytes.
  */
 
 #include <stdbool.h>
@@ -23,33 +24,30 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "bundle.h"
 #include "err.h"
 #include "hash.h"
 #include "macro.h"
 
-#define MANIFEST_API_VERSION "ballast.dev/v1alpha1"
-#define MANIFEST_KIND        "BundleManifest"
-
-/* "sha256:" + 64 hex digits + NUL. */
-#define MANIFEST_DIGEST_PREFIX "sha256:"
-#define MANIFEST_DIGEST_SIZE   (7 + HASH_SHA256_HEX_LEN + 1)
-
-/* The same limits the operator renders under (operator/render.h). */
-#define MANIFEST_MAX_SIZE      (8 * 1024 * 1024) /* the whole manifest */
-#define MANIFEST_MAX_FILES     256
-#define MANIFEST_MAX_FILE_SIZE (1024 * 1024) /* one file's content */
-#define MANIFEST_MAX_PATH      512
-#define MANIFEST_MAX_UID       128
+/* Older names of lib/bundle.h's, kept only because
+ * tests/fuzz/fuzz-manifest.c is written against them; new code uses the
+ * bundle_ names. */
+#define MANIFEST_DIGEST_SIZE    BUNDLE_DIGEST_SIZE
+#define MANIFEST_MAX_FILES      BUNDLE_MAX_FILES
+#define MANIFEST_MAX_FILE_SIZE  BUNDLE_MAX_FILE_SIZE
+#define manifest_digest         bundle_digest
+#define manifest_is_bundle_path bundle_is_path
+#define manifest_is_reload_name bundle_is_reload_name
 
 typedef struct manifest_limits {
-        size_t max_size;       /* bytes of manifest; 0: MANIFEST_MAX_SIZE */
-        size_t max_files;      /* 0: MANIFEST_MAX_FILES */
-        size_t max_file_size;  /* 0: MANIFEST_MAX_FILE_SIZE */
-        size_t max_total_size; /* sum of file sizes; 0: MANIFEST_MAX_SIZE */
+        size_t max_size;       /* bytes of manifest; 0: BUNDLE_MAX_MANIFEST_SIZE */
+        size_t max_files;      /* 0: BUNDLE_MAX_FILES */
+        size_t max_file_size;  /* 0: BUNDLE_MAX_FILE_SIZE */
+        size_t max_total_size; /* sum of file sizes; 0: BUNDLE_MAX_MANIFEST_SIZE */
 } manifest_limits;
 
 typedef struct manifest_file {
-        char *path; /* owned; a manifest_is_bundle_path() path */
+        char *path; /* owned; a bundle_is_path() path */
         mode_t mode;
         size_t size;
         char sha256[HASH_SHA256_HEX_LEN + 1];
@@ -62,7 +60,7 @@ typedef struct manifest {
         char *uid;       /* owned; "" when the manifest carries none */
         int64_t revision;
         char *reload; /* owned; NULL when the manifest names no reload action */
-        char digest[MANIFEST_DIGEST_SIZE];
+        char digest[BUNDLE_DIGEST_SIZE];
         manifest_file *files; /* owned; sorted by path, unique */
         size_t n_files;
         size_t content_size; /* sum of the files' sizes */
@@ -82,9 +80,9 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(manifest *, manifest_free);
  * re-serialization (duplicate keys, whitespace, key order, escapes); a wrong
  * apiVersion or kind; unknown keys anywhere; a missing or invalid identity
  * (namespace must be a DNS-1123 label, name a DNS-1123 subdomain, uid if
- * present [A-Za-z0-9-] up to 128); revision < 1; an invalid reload action
- * name; no files or more than max_files; per file: a path that is not
- * manifest_is_bundle_path(), a mode outside 0..0777, a size that differs
+ * present bundle_is_uid()); revision < 1; a reload action name that is not
+ * bundle_is_reload_name(); no files or more than max_files; per file: a path
+ * that is not bundle_is_path(), a mode outside 0..0777, a size that differs
  * from the content length, a sha256 that does not match the content; paths
  * not strictly ascending (unsorted or duplicate); a file whose path is also
  * a directory of another file ("a" and "a/b"); a file over max_file_size or
@@ -97,21 +95,6 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(manifest *, manifest_free);
  * manifest_free()). -ENOMEM on allocation failure. */
 int manifest_parse(const void *data, size_t len, const char *expected_digest,
                    const manifest_limits *limits, manifest **ret, err_info *ret_err);
-
-/* Writes "sha256:" + the hex sha256 of @data into @ret. Returns 0 or -EIO. */
-int manifest_digest(const void *data, size_t len, char ret[static MANIFEST_DIGEST_SIZE]);
-
-/* True if @s is "sha256:" followed by exactly 64 lowercase hex digits. */
-bool manifest_is_digest(const char *s);
-
-/* The bundle path rule (the same as operator/render.c and the CRD): a
- * fsx_is_safe_relpath() path of at most MANIFEST_MAX_PATH bytes, whose
- * segments are made of [A-Za-z0-9._-] and do not start with "..", so no file
- * can collide with apply's "..data"/"..rev-*" entries. */
-bool manifest_is_bundle_path(const char *path);
-
-/* A reload action name: [a-z0-9-], 1..63, not starting or ending with '-'. */
-bool manifest_is_reload_name(const char *s);
 
 /* Kubernetes name rules: a DNS-1123 label ([a-z0-9]([-a-z0-9]*[a-z0-9])?,
  * at most 63) and a DNS-1123 subdomain (dot-separated labels, at most 253).

@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "backoff.h"
+#include "bundle.h"
 #include "jsonx.h"
 #include "log.h"
 #include "loop.h"
@@ -118,8 +119,8 @@ int report_build(engine *e, fetch *f, const char *node, int64_t now, json_object
                 json_object_put(bundles);
                 return -ENOMEM;
         }
-        json_object_object_add(doc, "apiVersion", json_object_new_string("ballast.dev/v1alpha1"));
-        json_object_object_add(doc, "kind", json_object_new_string("NodeStatus"));
+        json_object_object_add(doc, "apiVersion", json_object_new_string(BUNDLE_API_VERSION));
+        json_object_object_add(doc, "kind", json_object_new_string(BUNDLE_KIND_NODE_STATUS));
         json_object_object_add(doc, "node", json_object_new_string(node));
         json_object_object_add(doc, "agentVersion", json_object_new_string(BALLAST_VERSION));
         if (now > 0) {
@@ -154,21 +155,6 @@ int report_build(engine *e, fetch *f, const char *node, int64_t now, json_object
                 json_object_object_add(doc, "sources", sources);
         }
         *ret = TAKE_PTR(doc);
-        return 0;
-}
-
-int report_key(const char *node, char **ret) {
-        char *k;
-
-        if (isempty(node) || strchr(node, '/'))
-                return -EINVAL;
-        if (asprintf(&k, REPORT_PREFIX "%s.json", node) < 0)
-                return -ENOMEM;
-        if (!objstore_key_is_valid(k)) {
-                free(k);
-                return -EINVAL;
-        }
-        *ret = k;
         return 0;
 }
 
@@ -294,7 +280,7 @@ int report_new(const report_opts *o, report **ret) {
         r->node = strdup(o->node_name);
         if (!r->node)
                 return -ENOMEM;
-        k = report_key(o->node_name, &r->key);
+        k = bundle_status_key(o->node_name, &r->key);
         if (k < 0)
                 return k;
         r->retry = BACKOFF_INIT(USEC_PER_SEC, REPORT_RETRY_CAP_USEC, 0);

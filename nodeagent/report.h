@@ -3,14 +3,14 @@
 
 /*
  * The agent's status report: status/NODE.json in the object store
- * (docs/status-object.md), never anything in the API server. Written when
- * what it says changes (debounced: REPORT_DEBOUNCE_USEC plus up to twice
- * that again of jitter, so a fleet that applied the same revision in the
- * same second does not write in the same second), and as a heartbeat on a
- * jittered interval (uniform within ±20 % of the heartbeat interval). The
- * first write after start is splayed over min(heartbeat, REPORT_FIRST_MAX_USEC).
- * A failed write is retried with capped exponential backoff and full
- * jitter; 429/SlowDown's Retry-After is honoured.
+ * (bundle_status_key(); docs/status-object.md), never anything in the API
+ * server. Written when what it says changes (debounced: REPORT_DEBOUNCE_USEC
+ * plus up to twice that again of jitter, so a fleet that applied the same
+ * revision in the same second does not write in the same second), and as a
+ * heartbeat on a jittered interval (uniform within ±20 % of the heartbeat
+ * interval). The first write after start is splayed over min(heartbeat,
+ * REPORT_FIRST_MAX_USEC). A failed write is retried with capped exponential
+ * backoff and full jitter; 429/SlowDown's Retry-After is honoured.
  */
 
 #include <json-c/json.h>
@@ -23,7 +23,6 @@
 #include "macro.h"
 #include "objstore.h"
 
-#define REPORT_PREFIX         "status/"
 #define REPORT_DEBOUNCE_USEC  (1 * USEC_PER_SEC)
 #define REPORT_FIRST_MAX_USEC (30 * USEC_PER_SEC)
 #define REPORT_RETRY_CAP_USEC (5 * 60 * USEC_PER_SEC)
@@ -54,9 +53,6 @@ void report_changed(engine *e, void *userdata);
 /* Builds the report document for @node at Unix time @now (a new reference).
  * @f may be NULL. */
 int report_build(engine *e, fetch *f, const char *node, int64_t now, json_object **ret);
-
-/* "status/NODE.json" for @node, or -EINVAL if that is not a valid key. */
-int report_key(const char *node, char **ret);
 
 typedef struct report_stats {
         uint64_t writes, write_errors, skipped_unchanged;

@@ -182,7 +182,7 @@ static void on_store_index_synced(int r, const err_info *err, void *userdata) {
         job *j = userdata;
 
         if (r < 0) {
-                job_err(&j->store_err, "writing %s: %s", PUBLISH_INDEX_KEY,
+                job_err(&j->store_err, "writing %s: %s", BUNDLE_INDEX_KEY,
                         err ? err->message : strerror(-r));
                 j->out.store = TARGET_FAILED;
                 job_fail(j, r);
@@ -269,7 +269,7 @@ static void publish_store(job *j) {
                 job_err(&j->store_err,
                         "the object store's %s has not been read yet (is the object store "
                         "reachable?)",
-                        PUBLISH_INDEX_KEY);
+                        BUNDLE_INDEX_KEY);
                 j->out.store = TARGET_FAILED;
                 job_fail(j, -EAGAIN);
                 step_done(j);
@@ -300,7 +300,7 @@ static void on_cm_index_synced(int r, const err_info *err, void *userdata) {
         job *j = userdata;
 
         if (r < 0) {
-                job_err(&j->cm_err, "writing ConfigMap %s: %s", PUBLISH_INDEX_CONFIGMAP,
+                job_err(&j->cm_err, "writing ConfigMap %s: %s", BUNDLE_INDEX_CONFIGMAP,
                         err ? err->message : strerror(-r));
                 j->out.cm = TARGET_FAILED;
                 job_fail(j, r);
@@ -545,7 +545,7 @@ static void job_status(job *j) {
  * new one must exceed, so agents never see a revision go backwards; one of
  * this uid newer than the status means the status write was lost. */
 static void consult_index(bundle_index *ix, job *j, int64_t *floor, int64_t *rev,
-                          char digest[static RENDER_DIGEST_SIZE]) {
+                          char digest[static BUNDLE_DIGEST_SIZE]) {
         json_object *e = ix ? index_get(ix, j->key) : NULL;
         int64_t er;
 
@@ -556,7 +556,7 @@ static void consult_index(bundle_index *ix, job *j, int64_t *floor, int64_t *rev
                 *floor = MAX(*floor, er);
         else if (er > *rev) {
                 *rev = er;
-                snprintf(digest, RENDER_DIGEST_SIZE, "%s", strempty(jsonx_get_string(e, "digest")));
+                snprintf(digest, BUNDLE_DIGEST_SIZE, "%s", strempty(jsonx_get_string(e, "digest")));
         }
 }
 
@@ -564,7 +564,7 @@ static int job_render(job *j) {
         controller *c = j->ctl;
         json_object *spec = jsonx_get(j->cr, "spec"), *old_status = jsonx_get(j->cr, "status");
         int64_t rev = jsonx_get_int(old_status, "revision", 0), floor = 0;
-        char digest[RENDER_DIGEST_SIZE];
+        char digest[BUNDLE_DIGEST_SIZE];
         err_info e;
         int r;
 
@@ -650,7 +650,7 @@ static void job_publish(job *j) {
                 job_status(j);
                 return;
         }
-        if (publish_object_key(j->ns, j->name, j->rendered->digest, &j->object_key) < 0 ||
+        if (bundle_object_key(j->ns, j->name, j->rendered->digest, &j->object_key) < 0 ||
             publish_configmap_name(j->ns, j->name, &j->cm_name) < 0) {
                 job_fail(j, -ENOMEM);
                 job_finish(j);
@@ -946,7 +946,7 @@ static void maybe_start_reconciling(controller *c) {
                 c->cm_index_summary = false;
                 if (index_adopt(c->cm_index, c->store_index, c->cm_index_summary_count) < 0)
                         log_warning("Out of memory taking the index ConfigMap's entries from %s",
-                                    PUBLISH_INDEX_KEY);
+                                    BUNDLE_INDEX_KEY);
         }
         workqueue_set_paused(c->queue, !ready);
 }
@@ -1005,10 +1005,10 @@ static void load_cm_index(controller *c) {
         err_info e;
         int r;
 
-        if (asprintf(&key, "%s/%s", c->namespace, PUBLISH_INDEX_CONFIGMAP) < 0)
+        if (asprintf(&key, "%s/%s", c->namespace, BUNDLE_INDEX_CONFIGMAP) < 0)
                 return;
         cm = kube_store_get(kube_watch_get_store(c->cm_watch), key);
-        data = cm ? json_object_object_get(jsonx_get(cm, "data"), PUBLISH_INDEX_KEY) : NULL;
+        data = cm ? json_object_object_get(jsonx_get(cm, "data"), BUNDLE_INDEX_KEY) : NULL;
         if (data) {
                 r = index_load(c->cm_index, json_object_get_string(data),
                                (size_t) json_object_get_string_len(data), &e);
@@ -1043,10 +1043,10 @@ static void on_cm_synced(kube_watch *w, void *userdata) {
 static void on_cm_delete(kube_watch *w, json_object *obj, void *userdata) {
         controller *c = userdata;
         const char *bundle = json_object_get_string(
-                json_object_object_get(jsonx_get(obj, "metadata.annotations"), PUBLISH_ANN_BUNDLE));
+                json_object_object_get(jsonx_get(obj, "metadata.annotations"), BUNDLE_ANN_BUNDLE));
         if (bundle && strchr(bundle, '/'))
                 (void) workqueue_add(c->queue, bundle);
-        else if (streq(strempty(jsonx_get_string(obj, "metadata.name")), PUBLISH_INDEX_CONFIGMAP))
+        else if (streq(strempty(jsonx_get_string(obj, "metadata.name")), BUNDLE_INDEX_CONFIGMAP))
                 enqueue_all(c);
 }
 
@@ -1076,7 +1076,7 @@ static int store_index_sink(bundle_index *ix, index_doc *doc, size_t len, index_
         index_doc_digests(doc, &po.sha256, &po.md5);
         c->store_index_done = done;
         c->stats.index_writes++;
-        return objstore_put(c->store, PUBLISH_INDEX_KEY, NULL, len, &po, on_store_index_put, c,
+        return objstore_put(c->store, BUNDLE_INDEX_KEY, NULL, len, &po, on_store_index_put, c,
                             &c->store_index_op);
 }
 
@@ -1105,12 +1105,12 @@ static bool cm_index_is_current(controller *c, json_object *cm) {
         _cleanup_free_ char *key = NULL;
         json_object *have, *want;
 
-        if (asprintf(&key, "%s/%s", c->namespace, PUBLISH_INDEX_CONFIGMAP) < 0)
+        if (asprintf(&key, "%s/%s", c->namespace, BUNDLE_INDEX_CONFIGMAP) < 0)
                 return false;
         have = json_object_object_get(
                 jsonx_get(kube_store_get(kube_watch_get_store(c->cm_watch), key), "data"),
-                PUBLISH_INDEX_KEY);
-        want = json_object_object_get(jsonx_get(cm, "data"), PUBLISH_INDEX_KEY);
+                BUNDLE_INDEX_KEY);
+        want = json_object_object_get(jsonx_get(cm, "data"), BUNDLE_INDEX_KEY);
         return have && want && json_object_equal(have, want);
 }
 
@@ -1121,16 +1121,16 @@ static int cm_index_sink(bundle_index *ix, index_doc *doc, size_t len, index_sin
         _cleanup_free_ char *data = NULL;
         int r;
 
-        if (!doc || len > PUBLISH_CM_MANIFEST_MAX) {
+        if (!doc || len > BUNDLE_CONFIGMAP_MAX_DATA) {
                 /* The object store's index.json is the complete one; agents read
                  * bundle ConfigMaps on the API path. Keep a summary. */
                 _cleanup_free_ char *summary = NULL;
 
-                if (asprintf(
-                            &summary,
-                            "{\"apiVersion\":\"ballast.dev/v1alpha1\",\"bundles\":{},\"count\":%zu,"
-                            "\"kind\":\"BundleIndex\",\"truncated\":true}",
-                            index_count(ix)) < 0)
+                if (asprintf(&summary,
+                             "{\"apiVersion\":\"" BUNDLE_API_VERSION
+                             "\",\"bundles\":{},\"count\":%zu,\"kind\":\"" BUNDLE_KIND_INDEX
+                             "\",\"truncated\":true}",
+                             index_count(ix)) < 0)
                         return -ENOMEM;
                 r = publish_build_index_configmap(c->namespace, summary, strlen(summary), &cm);
         } else {
@@ -1165,7 +1165,7 @@ static void on_store_index_loaded(objstore_op *op, int r, objstore_object *obj, 
                         /* Never overwrite what we can't read: an operator of a newer
                          * version may have written it. Keep retrying, loudly. */
                         log_error_errno(r, "Cannot read the object store's %s: %s",
-                                        PUBLISH_INDEX_KEY, e.message);
+                                        BUNDLE_INDEX_KEY, e.message);
                 }
         }
         if (r < 0) {
@@ -1173,14 +1173,14 @@ static void on_store_index_loaded(objstore_op *op, int r, objstore_object *obj, 
 
                 if (r != -EBADMSG)
                         log_warning_errno(r, "Failed to read the object store's %s (retrying): %s",
-                                          PUBLISH_INDEX_KEY, err ? err->message : "");
+                                          BUNDLE_INDEX_KEY, err ? err->message : "");
                 (void) loop_timer_arm(c->event, &c->index_load_timer, d, on_index_load_timer, c);
                 return;
         }
         backoff_reset(&c->index_load_backoff);
         c->store_index_loaded = true;
         index_set_hold(c->store_index, false);
-        log_info("Read the object store's %s (%zu bundles)", PUBLISH_INDEX_KEY,
+        log_info("Read the object store's %s (%zu bundles)", BUNDLE_INDEX_KEY,
                  index_count(c->store_index));
         /* Bundles that failed for want of the index can go now. */
         if (c->leading) {
@@ -1200,7 +1200,7 @@ static int on_grace_timer(sd_event_source *s, uint64_t usec, void *userdata) {
         c->store_grace_over = true;
         log_warning("The object store's %s is still unreadable: publishing to ConfigMaps alone "
                     "until it is back",
-                    PUBLISH_INDEX_KEY);
+                    BUNDLE_INDEX_KEY);
         maybe_start_reconciling(c);
         return 0;
 }
@@ -1210,7 +1210,7 @@ static int on_index_load_timer(sd_event_source *s, uint64_t usec, void *userdata
 
         if (!c->leading || c->store_index_loaded || c->index_load_op)
                 return 0;
-        if (objstore_get(c->store, PUBLISH_INDEX_KEY, NULL, on_store_index_loaded, c,
+        if (objstore_get(c->store, BUNDLE_INDEX_KEY, NULL, on_store_index_loaded, c,
                          &c->index_load_op) < 0)
                 (void) loop_timer_arm(c->event, &c->index_load_timer,
                                       backoff_next(&c->index_load_backoff, loop_now(c->event)),
@@ -1292,7 +1292,7 @@ int controller_new(sd_event *e, kube_client *kube, objstore *store, const contro
         r = index_new(e, cm_index_sink, c, c->opts.index_coalesce_usec, &c->cm_index);
         if (r < 0)
                 return r;
-        index_set_max_len(c->cm_index, PUBLISH_CM_MANIFEST_MAX);
+        index_set_max_len(c->cm_index, BUNDLE_CONFIGMAP_MAX_DATA);
         index_set_hold(c->cm_index, true);
         *ret = TAKE_PTR(c);
         return 0;
@@ -1347,7 +1347,7 @@ int controller_start(controller *c) {
         kube_watch_opts cm = {
                 .resource = &KUBE_RESOURCE_CONFIGMAPS,
                 .namespace = c->namespace,
-                .label_selector = PUBLISH_SELECTOR_ALL,
+                .label_selector = BUNDLE_SELECTOR_MANAGED,
                 .page_size = 100,
                 .streaming_list = true,
                 .on_delete = on_cm_delete,

@@ -4,7 +4,6 @@
 
 #include "backoff.h"
 #include "fleet.h"
-#include "hash.h"
 #include "jsonx.h"
 #include "log.h"
 #include "loop.h"
@@ -55,7 +54,7 @@ static int64_t parse_time(const char *s) {
 static const char *digest_of(json_object *o, const char *field) {
         const char *d = jsonx_get_string(jsonx_get(o, field), "digest");
 
-        return d && startswith(d, "sha256:") && hash_is_sha256_hex(d + 7) ? d : NULL;
+        return bundle_is_digest(d) ? d : NULL;
 }
 
 int fleet_parse_report(const char *data, size_t len, json_object **ret, int64_t *ret_updated,
@@ -69,8 +68,9 @@ int fleet_parse_report(const char *data, size_t len, json_object **ret, int64_t 
         if (r < 0)
                 return r;
         if (!json_object_is_type(doc, json_type_object) ||
-            !streq(strempty(jsonx_get_string(doc, "kind")), "NodeStatus"))
-                return err_info_set(ret_err, -EBADMSG, "not a NodeStatus document");
+            !streq(strempty(jsonx_get_string(doc, "kind")), BUNDLE_KIND_NODE_STATUS))
+                return err_info_set(ret_err, -EBADMSG,
+                                    "not a " BUNDLE_KIND_NODE_STATUS " document");
         updated = parse_time(jsonx_get_string(doc, "updated"));
         if (updated < 0)
                 return err_info_set(ret_err, -EBADMSG, "'updated' is not an RFC 3339 UTC time");
@@ -109,7 +109,7 @@ int fleet_parse_report(const char *data, size_t len, json_object **ret, int64_t 
                              i++) {
                                 const char *fd = jsonx_get_string(
                                         json_object_array_get_idx(failed, i), "digest");
-                                if (fd && startswith(fd, "sha256:") && hash_is_sha256_hex(fd + 7))
+                                if (bundle_is_digest(fd))
                                         json_object_array_add(list, json_object_new_string(fd));
                         }
                         json_object_object_add(f, "failed", list);
@@ -282,18 +282,14 @@ static void gc_next(fleet *f) {
         pass_end(f, 0, NULL, NULL);
 }
 
-/* bundles/NS/NAME/HEX.json -> is it current or referenced? */
+/* A manifest's key (bundle_object_key()) -> is it current or referenced? */
 static bool manifest_in_use(fleet *f, const char *key) {
-        char bundle[512], digest[7 + 65];
-        const char *ns = key + strlen(FLEET_BUNDLES_PREFIX), *name, *hex;
+        _cleanup_free_ char *bundle = NULL;
+        char digest[BUNDLE_DIGEST_SIZE];
         json_object *entry;
 
-        name = strchr(ns, '/');
-        hex = name ? strchr(name + 1, '/') : NULL;
-        if (!hex || strlen(hex + 1) != 64 + 5 || !streq(hex + 65, ".json"))
-                return true; /* not ours to judge */
-        snprintf(bundle, sizeof(bundle), "%.*s", (int) (hex - ns), ns);
-        snprintf(digest, sizeof(digest), "sha256:%.64s", hex + 1);
+        if (bundle_parse_object_key(key, &bundle, digest) < 0)
+                return true; /* not ours to judge (or out of memory: keep it) */
         entry = f->index ? index_get(f->index, bundle) : NULL;
         if (entry && streq(strempty(jsonx_get_string(entry, "digest")), digest))
                 return true;
@@ -347,7 +343,7 @@ static void pass_gc(fleet *f) {
                 return;
         }
         f->gc_candidates = json_object_new_array();
-        r = objstore_list(f->store, FLEET_BUNDLES_PREFIX, 1000, on_gc_page, on_gc_listed, f,
+        r = objstore_list(f->store, BUNDLE_MANIFESTS_PREFIX, 1000, on_gc_page, on_gc_listed, f,
                           &f->gc_op);
         if (r < 0) {
                 json_object_put(TAKE_PTR(f->gc_candidates));
@@ -499,7 +495,7 @@ int fleet_run_now(fleet *f) {
         if (f->running)
                 return 0;
         f->running = true;
-        r = objstore_list(f->store, FLEET_STATUS_PREFIX, 1000, on_status_page, on_status_listed, f,
+        r = objstore_list(f->store, BUNDLE_STATUS_PREFIX, 1000, on_status_page, on_status_listed, f,
                           &f->list_op);
         if (r < 0)
                 pass_end(f, r, "listing agent reports", NULL);

@@ -3,7 +3,8 @@
 
 /*
  * The fleet's reports, read from the object store so no agent ever writes to
- * the API server. Each agent writes status/NODE.json (docs/status-object.md).
+ * the API server. Each agent writes status/NODE.json (docs/status-object.md;
+ * the keys are lib/bundle.h's).
  * On a jittered interval the leader lists status/ (paginated), fetches only
  * the reports whose ETag changed since the last pass, and aggregates per
  * bundle: nodes matched, applied (the current digest) and failed (the current
@@ -20,12 +21,10 @@
 #include <stdint.h>
 #include <systemd/sd-event.h>
 
+#include "bundle.h"
 #include "index.h"
 #include "macro.h"
 #include "objstore.h"
-
-#define FLEET_STATUS_PREFIX  "status/"
-#define FLEET_BUNDLES_PREFIX "bundles/"
 
 typedef struct fleet fleet;
 

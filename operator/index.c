@@ -2,6 +2,7 @@
 
 #include <zlib.h>
 
+#include "bundle.h"
 #include "hash.h"
 #include "index.h"
 #include "jsonx.h"
@@ -56,6 +57,11 @@ struct index_text {
         uint32_t z_len; /* of z */
         unsigned char z[];
 };
+
+/* The document around the entries: the canonical form (keys in byte order)
+ * of {"apiVersion":BUNDLE_API_VERSION,"bundles":{...},"kind":BUNDLE_KIND_INDEX}. */
+#define DOC_HEAD "{\"apiVersion\":\"" BUNDLE_API_VERSION "\",\"bundles\":{"
+#define DOC_TAIL "},\"kind\":\"" BUNDLE_KIND_INDEX "\"}"
 
 /* See schedule_write(): the operator and the target spend at most a third
  * of their time on this index's writes (4 MB at 10,000 bundles: each write
@@ -192,9 +198,7 @@ size_t index_len_estimate(const bundle_index *ix) {
         size_t n = index_count(ix);
 
         /* entries_len counts a comma for each entry; there is one fewer. */
-        return strlen("{\"apiVersion\":\"ballast.dev/v1alpha1\",\"bundles\":{},\"kind\":"
-                      "\"BundleIndex\"}") +
-               ix->entries_len - (n > 0);
+        return strlen(DOC_HEAD DOC_TAIL) + ix->entries_len - (n > 0);
 }
 
 /* What stands for the digest of a document too large to serialize: the
@@ -253,9 +257,6 @@ static int put_entry(strmap *map, size_t *len, const char *key, index_text *t) {
         *len += member_len(key, t);
         return 0;
 }
-
-#define DOC_HEAD "{\"apiVersion\":\"ballast.dev/v1alpha1\",\"bundles\":{"
-#define DOC_TAIL "},\"kind\":\"BundleIndex\"}"
 
 typedef struct doc_entry {
         const char *key; /* in index_doc.keys */
@@ -634,7 +635,7 @@ static int load_member(const char *key, const char *value, size_t len, void *use
         if (r < 0)
                 return r;
         if (streq(key, "kind"))
-                st->is_index = streq(strempty(json_object_get_string(v)), "BundleIndex") &&
+                st->is_index = streq(strempty(json_object_get_string(v)), BUNDLE_KIND_INDEX) &&
                                json_object_is_type(v, json_type_string);
         return 0;
 }
@@ -647,7 +648,8 @@ int index_load(bundle_index *ix, const char *data, size_t len, err_info *ret_err
         r = jsonx_object_members(data, len, load_member, &st, ret_err);
         if (r >= 0 && (!st.is_index || !st.has_bundles))
                 r = err_info_set(ret_err, -EBADMSG,
-                                 "not a BundleIndex document (kind and a bundles map needed)");
+                                 "not a " BUNDLE_KIND_INDEX
+                                 " document (kind and a bundles map needed)");
         if (r < 0) {
                 map_free(&raw);
                 return r;

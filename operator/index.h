@@ -4,7 +4,7 @@
 /*
  * A bundle index: the list of every published bundle with its revision,
  * digest, object key, node selector and reload name, written as one
- * canonical JSON document (docs/object-store-layout.md):
+ * canonical JSON document (docs/wire-format.md):
  *
  *   {"apiVersion":"ballast.dev/v1alpha1","kind":"BundleIndex",
  *    "bundles":{"NS/NAME":{"configMap":...,"digest":"sha256:...","key":...,

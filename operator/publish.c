@@ -23,13 +23,6 @@ int publish_configmap_name(const char *ns, const char *name, char **ret) {
         return asprintf(ret, "cb-%.40s", hex) < 0 ? -ENOMEM : 0;
 }
 
-int publish_object_key(const char *ns, const char *name, const char *digest, char **ret) {
-        if (isempty(ns) || isempty(name) || !digest || !startswith(digest, "sha256:") ||
-            !hash_is_sha256_hex(digest + 7))
-                return -EINVAL;
-        return asprintf(ret, "bundles/%s/%s/%s.json", ns, name, digest + 7) < 0 ? -ENOMEM : 0;
-}
-
 static void add_string(json_object *o, const char *k, const char *v) {
         if (v)
                 json_object_object_add(o, k, json_object_new_string(v));
@@ -77,7 +70,7 @@ static json_object *new_metadata(const char *ns, const char *name, json_object *
         }
         add_string(meta, "name", name);
         add_string(meta, "namespace", ns);
-        add_string(labels, PUBLISH_LABEL_MANAGED_BY, "ballast-operator");
+        add_string(labels, BUNDLE_LABEL_MANAGED_BY, BUNDLE_MANAGER);
         json_object_object_add(meta, "labels", labels);
         json_object_object_add(meta, "annotations", ann);
         *ret_labels = labels;
@@ -106,7 +99,7 @@ int publish_build_configmap(const char *cm_ns, const char *cm_name, const render
         json_object *meta, *labels, *ann, *data;
         _cleanup_free_ char *bundle = NULL, *sel_json = NULL;
         char rev[32];
-        bool inline_manifest = rendered->manifest_len <= PUBLISH_CM_MANIFEST_MAX;
+        bool inline_manifest = rendered->manifest_len <= BUNDLE_CONFIGMAP_MAX_DATA;
         size_t sel_len;
         int r;
 
@@ -126,20 +119,21 @@ int publish_build_configmap(const char *cm_ns, const char *cm_name, const render
                 return r;
         snprintf(rev, sizeof(rev), "%" PRIi64, revision);
 
-        add_string(labels, PUBLISH_LABEL_BUNDLE, "true");
-        add_string(ann, PUBLISH_ANN_BUNDLE, bundle);
-        add_string(ann, PUBLISH_ANN_UID, id->uid);
-        add_string(ann, PUBLISH_ANN_REVISION, rev);
-        add_string(ann, PUBLISH_ANN_DIGEST, rendered->digest);
-        add_string(ann, PUBLISH_ANN_OBJECT_KEY, object_key);
-        add_string(ann, PUBLISH_ANN_NODE_SELECTOR, sel_json);
-        add_string(ann, PUBLISH_ANN_RELOAD, reload);
-        add_string(ann, PUBLISH_ANN_MANIFEST, inline_manifest ? "inline" : "object-store");
+        add_string(labels, BUNDLE_LABEL_BUNDLE, "true");
+        add_string(ann, BUNDLE_ANN_BUNDLE, bundle);
+        add_string(ann, BUNDLE_ANN_UID, id->uid);
+        add_string(ann, BUNDLE_ANN_REVISION, rev);
+        add_string(ann, BUNDLE_ANN_DIGEST, rendered->digest);
+        add_string(ann, BUNDLE_ANN_OBJECT_KEY, object_key);
+        add_string(ann, BUNDLE_ANN_NODE_SELECTOR, sel_json);
+        add_string(ann, BUNDLE_ANN_RELOAD, reload);
+        add_string(ann, BUNDLE_ANN_MANIFEST,
+                   inline_manifest ? BUNDLE_MANIFEST_INLINE : BUNDLE_MANIFEST_IN_STORE);
         data = json_object_new_object();
         if (!data)
                 return -ENOMEM;
         if (inline_manifest)
-                json_object_object_add(data, PUBLISH_MANIFEST_DATA_KEY,
+                json_object_object_add(data, BUNDLE_MANIFEST_DATA_KEY,
                                        json_object_new_string_len(rendered->manifest,
                                                                   (int) rendered->manifest_len));
         json_object_object_add(cm, "data", data);
@@ -153,10 +147,10 @@ int publish_build_index_configmap(const char *cm_ns, const char *index_json, siz
                                   json_object **ret) {
         json_object *meta, *labels, *ann, *data, *cm;
 
-        meta = new_metadata(cm_ns, PUBLISH_INDEX_CONFIGMAP, &labels, &ann);
+        meta = new_metadata(cm_ns, BUNDLE_INDEX_CONFIGMAP, &labels, &ann);
         if (!meta)
                 return -ENOMEM;
-        add_string(labels, PUBLISH_LABEL_INDEX, "true");
+        add_string(labels, BUNDLE_LABEL_INDEX, "true");
         cm = new_configmap(meta);
         data = json_object_new_object();
         if (!cm || !data) {
@@ -164,7 +158,7 @@ int publish_build_index_configmap(const char *cm_ns, const char *index_json, siz
                 json_object_put(data);
                 return -ENOMEM;
         }
-        json_object_object_add(data, PUBLISH_INDEX_KEY,
+        json_object_object_add(data, BUNDLE_INDEX_KEY,
                                json_object_new_string_len(index_json, (int) len));
         json_object_object_add(cm, "data", data);
         *ret = cm;
@@ -186,24 +180,23 @@ static bool is_subset(json_object *want, json_object *have) {
         return true;
 }
 
-/* True if every "ballast.dev/" key of @have is also in @want: one we stopped
+/* True if every BUNDLE_ANN_PREFIX key of @have is also in @want: one we stopped
  * setting (a reload name removed) must make the object stale. */
 static bool has_no_stale_own_keys(json_object *want, json_object *have) {
         if (!have)
                 return true;
         json_object_object_foreach(have, k, v) {
-                if (startswith(k, "ballast.dev/") &&
+                if (startswith(k, BUNDLE_ANN_PREFIX) &&
                     (!want || !json_object_object_get_ex(want, k, NULL)))
                         return false;
         }
         return true;
 }
 
-/* "sha256:HEX" of @v's string, into @buf. */
-static int value_digest(json_object *v, char buf[static 7 + HASH_SHA256_HEX_LEN + 1]) {
-        memcpy(buf, "sha256:", 7);
-        return hash_sha256_hex(json_object_get_string(v), (size_t) json_object_get_string_len(v),
-                               buf + 7);
+/* The bundle_digest() of @v's string, into @buf. */
+static int value_digest(json_object *v, char buf[static BUNDLE_DIGEST_SIZE]) {
+        return bundle_digest(json_object_get_string(v), (size_t) json_object_get_string_len(v),
+                             buf);
 }
 
 json_object *publish_configmap_summary(json_object *cm, void *userdata) {
@@ -213,8 +206,7 @@ json_object *publish_configmap_summary(json_object *cm, void *userdata) {
 
         (void) userdata;
         /* The index ConfigMap is read back whole (index_load()); there is one. */
-        if (!json_object_object_get_ex(jsonx_get(cm, "metadata.labels"), PUBLISH_LABEL_BUNDLE,
-                                       NULL))
+        if (!json_object_object_get_ex(jsonx_get(cm, "metadata.labels"), BUNDLE_LABEL_BUNDLE, NULL))
                 return json_object_get(cm);
         sum = json_object_new_object();
         meta = json_object_new_object();
@@ -238,10 +230,10 @@ json_object *publish_configmap_summary(json_object *cm, void *userdata) {
                 return NULL;
         json_object_object_add(meta, "annotations", ann);
         json_object_object_foreach(jsonx_get(cm, "metadata.annotations"), k,
-                                   v) if (startswith(k, "ballast.dev/"))
+                                   v) if (startswith(k, BUNDLE_ANN_PREFIX))
                 json_object_object_add(ann, k, json_object_get(v));
         json_object_object_foreach(jsonx_get(cm, "data"), dk, dv) {
-                char digest[7 + HASH_SHA256_HEX_LEN + 1];
+                char digest[BUNDLE_DIGEST_SIZE];
 
                 if (value_digest(dv, digest) < 0)
                         return NULL;
@@ -256,7 +248,7 @@ static bool data_matches(json_object *want, json_object *have, bool summary) {
         if (!summary)
                 return is_subset(want, have);
         json_object_object_foreach(want, k, v) {
-                char digest[7 + HASH_SHA256_HEX_LEN + 1];
+                char digest[BUNDLE_DIGEST_SIZE];
                 json_object *h;
 
                 if (!json_object_object_get_ex(have, k, &h) || value_digest(v, digest) < 0 ||

@@ -2,9 +2,10 @@
 #pragma once
 
 /*
- * What the operator publishes, as pure functions: names, object keys, the
- * desired ConfigMaps and index entries. The controller does the I/O.
- * Layout (docs/object-store-layout.md):
+ * What the operator publishes, as pure functions: names, the desired
+ * ConfigMaps and index entries. The controller does the I/O. The layout,
+ * keys, labels and annotations are lib/bundle.h's, shared with the agent
+ * (docs/wire-format.md):
  *
  *   object store                           operator namespace
  *   bundles/NS/NAME/HEX.json  (manifest)   ConfigMap cb-NS.NAME   (manifest + annotations)
@@ -16,41 +17,17 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "bundle.h"
 #include "render.h"
 
-#define PUBLISH_FIELD_MANAGER     "ballast-operator"
-#define PUBLISH_FINALIZER         "ballast.dev/cleanup"
-#define PUBLISH_INDEX_KEY         "index.json"
-#define PUBLISH_INDEX_CONFIGMAP   "ballast-index"
-#define PUBLISH_MANIFEST_DATA_KEY "manifest.json"
-/* A ConfigMap holds at most 1 MiB; leave room for metadata. */
-#define PUBLISH_CM_MANIFEST_MAX (900 * 1024)
-
-/* Labels the agents' watch selects on. */
-#define PUBLISH_LABEL_MANAGED_BY "app.kubernetes.io/managed-by"
-#define PUBLISH_LABEL_BUNDLE     "ballast.dev/bundle"
-#define PUBLISH_LABEL_INDEX      "ballast.dev/index"
-#define PUBLISH_SELECTOR_BUNDLES                                                                   \
-        "app.kubernetes.io/managed-by=ballast-operator,ballast.dev/bundle=true"
-#define PUBLISH_SELECTOR_ALL "app.kubernetes.io/managed-by=ballast-operator"
-
-#define PUBLISH_ANN_BUNDLE        "ballast.dev/bundle"
-#define PUBLISH_ANN_UID           "ballast.dev/uid"
-#define PUBLISH_ANN_REVISION      "ballast.dev/revision"
-#define PUBLISH_ANN_DIGEST        "ballast.dev/digest"
-#define PUBLISH_ANN_OBJECT_KEY    "ballast.dev/object-key"
-#define PUBLISH_ANN_NODE_SELECTOR "ballast.dev/node-selector"
-#define PUBLISH_ANN_RELOAD        "ballast.dev/reload"
-#define PUBLISH_ANN_MANIFEST      "ballast.dev/manifest" /* "inline" or "object-store" */
+/* The operator's own names in the API server, which agents never read. */
+#define PUBLISH_FIELD_MANAGER "ballast-operator"
+#define PUBLISH_FINALIZER     "ballast.dev/cleanup"
 
 /* The ConfigMap name of bundle NS/NAME: "cb-NS.NAME" when that fits in 253
  * characters, else "cb-" and the first 40 hex digits of sha256("NS/NAME").
  * Caller frees. */
 int publish_configmap_name(const char *ns, const char *name, char **ret);
-
-/* "[PREFIX/]bundles/NS/NAME/HEX.json" for @digest "sha256:HEX". @prefix may be
- * NULL or "". Caller frees. */
-int publish_object_key(const char *ns, const char *name, const char *digest, char **ret);
 
 /* The index entry of a published revision. @node_selector (borrowed, may be
  * NULL) is copied; @config_map and @reload may be NULL. */
@@ -60,8 +37,8 @@ json_object *publish_index_entry(const render_identity *id, int64_t revision, co
 
 /* The desired bundle ConfigMap (apiVersion, kind, metadata, data) in
  * namespace @cm_ns. The manifest goes inline when it fits
- * PUBLISH_CM_MANIFEST_MAX, else only the annotations (a pointer to the object
- * store) and *@ret_inline is false. */
+ * BUNDLE_CONFIGMAP_MAX_DATA, else only the annotations (a pointer to the
+ * object store) and *@ret_inline is false. */
 int publish_build_configmap(const char *cm_ns, const char *cm_name, const render_identity *id,
                             int64_t revision, const render_result *rendered, const char *object_key,
                             json_object *node_selector, const char *reload, json_object **ret,
@@ -78,10 +55,10 @@ bool publish_configmap_is_current(json_object *existing, json_object *desired);
 
 /* What the operator's ConfigMap cache keeps of a bundle ConfigMap (a
  * kube_store_transform_fn): name, namespace, resourceVersion, uid, labels,
- * the "ballast.dev/" annotations, and each data value as "sha256:HEX" of
- * it, marked with PUBLISH_SUMMARY_MARK; publish_configmap_is_current() then
- * compares digests. Manifests of up to 900 KiB each are not worth caching
- * whole. Other ConfigMaps (the index) are kept as they are. New reference,
- * or NULL when out of memory. */
+ * the BUNDLE_ANN_PREFIX annotations, and each data value as the
+ * bundle_digest() of it, marked with PUBLISH_SUMMARY_MARK;
+ * publish_configmap_is_current() then compares digests. Manifests of up to
+ * BUNDLE_CONFIGMAP_MAX_DATA each are not worth caching whole. Other ConfigMaps (the index) are kept
+ * as they are. New reference, or NULL when out of memory. */
 #define PUBLISH_SUMMARY_MARK "ballast.dev/summary"
 json_object *publish_configmap_summary(json_object *cm, void *userdata);

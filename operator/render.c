@@ -4,7 +4,6 @@
 #include <stdarg.h>
 #include <stdio.h>
 
-#include "fsx.h"
 #include "hash.h"
 #include "jsonx.h"
 #include "render.h"
@@ -209,9 +208,9 @@ int render_template(const char *tmpl, json_object *values, const render_identity
                         fputc(*c.p, out);
                         cursor_advance(&c, 1);
                 }
-                if (ftell(out) > RENDER_MAX_FILE_SIZE)
+                if (ftell(out) > BUNDLE_MAX_FILE_SIZE)
                         return err_info_set(ret_err, -EFBIG, "rendered output exceeds %d bytes",
-                                            RENDER_MAX_FILE_SIZE);
+                                            BUNDLE_MAX_FILE_SIZE);
         }
         if (fflush(out) != 0 || ferror(out))
                 return -ENOMEM;
@@ -220,33 +219,6 @@ int render_template(const char *tmpl, json_object *values, const render_identity
         if (ret_len)
                 *ret_len = len;
         return 0;
-}
-
-/* The CRD's path rule: a safe relative path whose segments are made of
- * [A-Za-z0-9._-] and do not start with "..", so no file can collide with the
- * agent's "..data" swap links. */
-static bool is_bundle_path(const char *path) {
-        if (!fsx_is_safe_relpath(path) || strlen(path) > 512)
-                return false;
-        for (const char *seg = path; seg; seg = strchr(seg, '/') ? strchr(seg, '/') + 1 : NULL) {
-                if (seg[0] == '.' && seg[1] == '.')
-                        return false;
-                for (const char *q = seg; *q && *q != '/'; q++)
-                        if (!is_ident_char(*q) && *q != '.' && *q != '-')
-                                return false;
-        }
-        return true;
-}
-
-static bool is_reload_name(const char *s) {
-        size_t n = strlen(s);
-
-        if (n == 0 || n > 63 || s[0] == '-' || s[n - 1] == '-')
-                return false;
-        for (size_t i = 0; i < n; i++)
-                if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') || s[i] == '-'))
-                        return false;
-        return true;
 }
 
 typedef struct rendered_file {
@@ -276,6 +248,7 @@ static int render_file(json_object *f, size_t i, json_object *values, const rend
         const char *path, *data;
         char hex[HASH_SHA256_HEX_LEN + 1];
         int64_t mode = 0644;
+        err_info why;
         size_t len;
         int r;
 
@@ -284,12 +257,10 @@ static int render_file(json_object *f, size_t i, json_object *values, const rend
         path = jsonx_get_string(f, "path");
         if (!path)
                 return err_info_set(e, -EINVAL, "files[%zu]: path is required", i);
-        if (!is_bundle_path(path))
+        if (bundle_check_path(path, &why) < 0)
                 return err_info_set(e, -EINVAL,
-                                    "files[%zu]: path '%s' is not a clean relative path (no "
-                                    "leading '/', no empty, '.' or '..' segments, no segment "
-                                    "starting with '..', characters A-Z a-z 0-9 . _ -)",
-                                    i, path);
+                                    "files[%zu]: path '%s' is not a clean relative path: %s", i,
+                                    path, why.message);
         if (json_object_object_get_ex(f, "mode", &mode_obj)) {
                 if (!json_object_is_type(mode_obj, json_type_int))
                         return err_info_set(e, -EINVAL, "files[%zu] (%s): mode must be an integer",
@@ -314,9 +285,9 @@ static int render_file(json_object *f, size_t i, json_object *values, const rend
                                             i, path);
                 data = json_object_get_string(content);
                 len = json_object_get_string_len(content);
-                if (len > RENDER_MAX_FILE_SIZE)
+                if (len > BUNDLE_MAX_FILE_SIZE)
                         return err_info_set(e, -EFBIG, "files[%zu] (%s): content exceeds %d bytes",
-                                            i, path, RENDER_MAX_FILE_SIZE);
+                                            i, path, BUNDLE_MAX_FILE_SIZE);
         } else {
                 if (!json_object_is_type(tmpl, json_type_string))
                         return err_info_set(e, -EINVAL,
@@ -346,7 +317,7 @@ static int render_file(json_object *f, size_t i, json_object *values, const rend
  * apply such a bundle. @files is sorted. O(n * depth) with a set of paths. */
 static int check_no_file_is_a_directory(const rendered_file *files, size_t n, err_info *e) {
         _cleanup_json_ json_object *set = json_object_new_object();
-        char prefix[FSX_PATH_MAX + 1];
+        char prefix[BUNDLE_MAX_PATH + 1];
 
         if (!set)
                 return -ENOMEM;
@@ -410,20 +381,26 @@ int render_bundle(json_object *spec, const render_identity *id, int64_t revision
             !json_object_is_type(list, json_type_array) || json_object_array_length(list) == 0)
                 return err_info_set(ret_err, -EINVAL, "files: at least one file is required");
         n = json_object_array_length(list);
-        if (n > RENDER_MAX_FILES)
+        if (n > BUNDLE_MAX_FILES)
                 return err_info_set(ret_err, -EINVAL, "files: %zu files, at most %d allowed", n,
-                                    RENDER_MAX_FILES);
+                                    BUNDLE_MAX_FILES);
         json_object_object_get_ex(spec, "values", &values);
         r = check_values(values, ret_err);
         if (r < 0)
                 return r;
         if (json_object_object_get_ex(spec, "reload", &ident)) {
+                err_info why;
+
                 reload = json_object_get_string(ident);
-                if (!json_object_is_type(ident, json_type_string) || !is_reload_name(reload))
+                if (!json_object_is_type(ident, json_type_string))
                         return err_info_set(ret_err, -EINVAL,
-                                            "reload: '%s' is not a valid action name "
-                                            "(lowercase letters, digits and '-', at most 63)",
+                                            "reload: '%s' is not a valid action name: it is not "
+                                            "a string",
                                             strna(reload));
+                if (bundle_check_reload_name(reload, &why) < 0)
+                        return err_info_set(ret_err, -EINVAL,
+                                            "reload: '%s' is not a valid action name: %s", reload,
+                                            why.message);
         }
 
         files = calloc(n, sizeof(*files));
@@ -462,8 +439,8 @@ int render_bundle(json_object *spec, const render_identity *id, int64_t revision
         json_object_object_add(ident, "name", json_object_new_string(id->name));
         if (id->uid)
                 json_object_object_add(ident, "uid", json_object_new_string(id->uid));
-        json_object_object_add(m, "apiVersion", json_object_new_string("ballast.dev/v1alpha1"));
-        json_object_object_add(m, "kind", json_object_new_string("BundleManifest"));
+        json_object_object_add(m, "apiVersion", json_object_new_string(BUNDLE_API_VERSION));
+        json_object_object_add(m, "kind", json_object_new_string(BUNDLE_KIND_MANIFEST));
         json_object_object_add(m, "bundle", ident);
         json_object_object_add(m, "revision", json_object_new_int64(revision));
         if (reload)
@@ -478,14 +455,13 @@ int render_bundle(json_object *spec, const render_identity *id, int64_t revision
         r = jsonx_to_canonical(m, &res->manifest, &res->manifest_len);
         if (r < 0)
                 goto out_free_files;
-        if (res->manifest_len > RENDER_MAX_MANIFEST_SIZE) {
+        if (res->manifest_len > BUNDLE_MAX_MANIFEST_SIZE) {
                 r = err_info_set(ret_err, -EFBIG,
                                  "the rendered bundle is %zu bytes, more than the %d allowed",
-                                 res->manifest_len, RENDER_MAX_MANIFEST_SIZE);
+                                 res->manifest_len, BUNDLE_MAX_MANIFEST_SIZE);
                 goto out_free_files;
         }
-        memcpy(res->digest, "sha256:", 7);
-        r = hash_sha256_hex(res->manifest, res->manifest_len, res->digest + 7);
+        r = bundle_digest(res->manifest, res->manifest_len, res->digest);
         if (r < 0)
                 goto out_free_files;
         res->n_files = (unsigned) n;

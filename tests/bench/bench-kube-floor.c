@@ -140,7 +140,7 @@ static int bundle_prepare(floor_run *run, bundle *b, json_object *cr) {
         r = render_bundle(spec, &id, 1, &rendered, &e);
         if (r < 0)
                 return log_error_errno(r, "%s/%s does not render: %s", b->ns, b->name, e.message);
-        if (publish_object_key(b->ns, b->name, rendered->digest, &object_key) < 0 ||
+        if (bundle_object_key(b->ns, b->name, rendered->digest, &object_key) < 0 ||
             publish_configmap_name(b->ns, b->name, &cm_name) < 0)
                 return -ENOMEM;
         r = publish_build_configmap(run->cm_ns, cm_name, &id, 1, rendered, object_key,

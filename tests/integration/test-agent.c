@@ -511,7 +511,7 @@ static void publish_direct(json_object *spec, const char *uid, int64_t revision,
         err_info_clear(&e);
         if (render_bundle(s, &id, revision, &res, &e) < 0)
                 fail_msg("render: %s", e.message);
-        assert_int_equal(publish_object_key(ns, "web", res->digest, &key), 0);
+        assert_int_equal(bundle_object_key(ns, "web", res->digest, &key), 0);
         store_put(key, res->manifest, res->manifest_len);
         for (int i = 0; !(index = store_get("index.json")) && i < 30; i++)
                 sleep(2);
@@ -747,7 +747,7 @@ static void kill_publish(objstore *fs, int64_t rev) {
         size_t len;
         err_info err;
 
-        assert_int_equal(publish_object_key("kill", "loop", res->digest, &key), 0);
+        assert_int_equal(bundle_object_key("kill", "loop", res->digest, &key), 0);
         assert_int_equal(
                 objstore_put_sync(fs, key, res->manifest, res->manifest_len, NULL, NULL, &err), 0);
         json_object_object_add(e, "namespace", json_object_new_string("kill"));

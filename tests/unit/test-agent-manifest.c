@@ -34,9 +34,9 @@ static json_object *good_tree(void) {
 /* Parses raw @data with its own correct digest. */
 static int parse_bytes(const char *data, size_t len, const manifest_limits *lim, manifest **ret,
                        err_info *e) {
-        char digest[MANIFEST_DIGEST_SIZE];
+        char digest[BUNDLE_DIGEST_SIZE];
 
-        assert_int_equal(manifest_digest(data, len, digest), 0);
+        assert_int_equal(bundle_digest(data, len, digest), 0);
         err_info_clear(e);
         return manifest_parse(data, len, digest, lim, ret, e);
 }
@@ -108,7 +108,7 @@ static json_object *tree_with_paths(const char *const *paths, size_t n) {
 
 static void test_good_manifest_verifies(void **state) {
         _cleanup_(manifest_freep) manifest *m = NULL;
-        char want[MANIFEST_DIGEST_SIZE];
+        char want[BUNDLE_DIGEST_SIZE];
         err_info e;
 
         assert_int_equal(parse_bytes(GOOD, strlen(GOOD), NULL, &m, &e), 0);
@@ -130,7 +130,7 @@ static void test_good_manifest_verifies(void **state) {
         assert_int_equal(m->content_size, 4);
         assert_int_equal(m->n_bytes, strlen(GOOD));
         assert_memory_equal(m->bytes, GOOD, strlen(GOOD));
-        assert_int_equal(manifest_digest(GOOD, strlen(GOOD), want), 0);
+        assert_int_equal(bundle_digest(GOOD, strlen(GOOD), want), 0);
         assert_string_equal(m->digest, want);
         assert_ptr_equal(manifest_find_file(m, "b.conf"), &m->files[1]);
         assert_null(manifest_find_file(m, "c.conf"));
@@ -172,11 +172,11 @@ static void test_operator_output_round_trips(void **state) {
 }
 
 static void test_digest_mismatch_is_rejected_and_names_the_claim(void **state) {
-        char other[MANIFEST_DIGEST_SIZE];
+        char other[BUNDLE_DIGEST_SIZE];
         manifest *m = NULL;
         err_info e;
 
-        assert_int_equal(manifest_digest("x", 1, other), 0);
+        assert_int_equal(bundle_digest("x", 1, other), 0);
         err_info_clear(&e);
         assert_int_equal(manifest_parse(GOOD, strlen(GOOD), other, NULL, &m, &e), -EBADMSG);
         assert_null(m);
@@ -186,9 +186,9 @@ static void test_digest_mismatch_is_rejected_and_names_the_claim(void **state) {
 
         /* One flipped byte anywhere is a mismatch. */
         char *copy = strdup(GOOD);
-        char digest[MANIFEST_DIGEST_SIZE];
+        char digest[BUNDLE_DIGEST_SIZE];
 
-        assert_int_equal(manifest_digest(GOOD, strlen(GOOD), digest), 0);
+        assert_int_equal(bundle_digest(GOOD, strlen(GOOD), digest), 0);
         copy[strlen(copy) - 2] = '4';
         err_info_clear(&e);
         assert_int_equal(manifest_parse(copy, strlen(copy), digest, NULL, &m, &e), -EBADMSG);
@@ -221,9 +221,9 @@ static void test_expected_digest_must_be_well_formed(void **state) {
                 -EINVAL);
         expect_msg(&e, "expected digest");
         assert_null(m);
-        assert_true(manifest_is_digest(
+        assert_true(bundle_is_digest(
                 "sha256:a798de8ee75aeb5519c5266239190385c84b21ae031ff12cbebfed7cd2c84fde"));
-        assert_false(manifest_is_digest(
+        assert_false(bundle_is_digest(
                 "sha256:a798de8ee75aeb5519c5266239190385c84b21ae031ff12cbebfed7cd2c84fd"));
 }
 
@@ -300,7 +300,7 @@ static void test_bad_paths_are_rejected(void **state) {
 
                 tree_fails(o, -EBADMSG, "files[0]: path");
                 tree_fails(o, -EBADMSG, "is not a safe bundle path");
-                assert_false(manifest_is_bundle_path(bad[i]));
+                assert_false(bundle_is_path(bad[i]));
         }
 
         /* A path with a NUL inside: C would see "a", the hash saw more. */
@@ -314,11 +314,11 @@ static void test_bad_paths_are_rejected(void **state) {
         longp[sizeof(longp) - 1] = '\0';
         for (size_t i = 100; i < sizeof(longp) - 1; i += 100)
                 longp[i] = '/';
-        assert_false(manifest_is_bundle_path(longp));
+        assert_false(bundle_is_path(longp));
 
         static const char *const good[] = {".hidden", "a.b/c-d_e", "x/.y/z", "a..b", "A/B/C"};
         for (size_t i = 0; i < ELEMENTSOF(good); i++)
-                assert_true(manifest_is_bundle_path(good[i]));
+                assert_true(bundle_is_path(good[i]));
 }
 
 static void test_unsorted_and_duplicate_paths(void **state) {
@@ -363,7 +363,7 @@ static void test_limits(void **state) {
         assert_null(m);
 
         /* The default per-file limit: 1 MiB + 1 byte of content. */
-        size_t n = MANIFEST_MAX_FILE_SIZE + 1;
+        size_t n = BUNDLE_MAX_FILE_SIZE + 1;
         char *big = malloc(n + 1);
         memset(big, 'x', n);
         big[n] = '\0';
@@ -491,10 +491,10 @@ static void test_name_rules(void **state) {
         assert_false(manifest_is_dns_subdomain("a/b"));
         assert_false(manifest_is_dns_subdomain(".."));
 
-        assert_true(manifest_is_reload_name("nginx-reload"));
-        assert_false(manifest_is_reload_name("nginx_reload"));
-        assert_false(manifest_is_reload_name(""));
-        assert_false(manifest_is_reload_name("a-"));
+        assert_true(bundle_is_reload_name("nginx-reload"));
+        assert_false(bundle_is_reload_name("nginx_reload"));
+        assert_false(bundle_is_reload_name(""));
+        assert_false(bundle_is_reload_name("a-"));
 }
 
 int main(void) {

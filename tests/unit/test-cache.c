@@ -515,7 +515,7 @@ static void test_remove_bundle(void **state) {
 
 static void test_failures_are_bounded_and_persisted(void **state) {
         _cleanup_(manifest_freep) manifest *m1 = mk("prod", "web", "u", 1, "one");
-        char digest[MANIFEST_DIGEST_SIZE], reason[700];
+        char digest[BUNDLE_DIGEST_SIZE], reason[700];
         cache *c = open_ok(0);
         const cache_bundle *b;
 
@@ -525,7 +525,7 @@ static void test_failures_are_bounded_and_persisted(void **state) {
         memset(reason, 'r', sizeof(reason) - 1);
         reason[sizeof(reason) - 1] = '\0';
         for (int i = 1; i <= 20; i++) {
-                assert_int_equal(manifest_digest(&i, sizeof(i), digest), 0);
+                assert_int_equal(bundle_digest(&i, sizeof(i), digest), 0);
                 assert_int_equal(cache_record_failure(c, "prod", "web", i, digest, reason, i, NULL),
                                  0);
         }

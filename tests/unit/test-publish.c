@@ -40,15 +40,15 @@ static void test_names_and_keys(void **state) {
         assert_int_equal(strlen(long_cm), 43); /* "cb-" + 40 hex digits */
         assert_true(startswith(long_cm, "cb-"));
 
-        assert_int_equal(publish_object_key("prod", "web",
-                                            "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b9"
-                                            "34ca495991b7852b855",
-                                            &key),
+        assert_int_equal(bundle_object_key("prod", "web",
+                                           "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b9"
+                                           "34ca495991b7852b855",
+                                           &key),
                          0);
         assert_string_equal(key, "bundles/prod/web/e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934"
                                  "ca495991b7852b855.json");
-        assert_int_equal(publish_object_key("prod", "web", "md5:abc", &bad), -EINVAL);
-        assert_int_equal(publish_object_key("prod", "web", "sha256:../../x", &bad), -EINVAL);
+        assert_int_equal(bundle_object_key("prod", "web", "md5:abc", &bad), -EINVAL);
+        assert_int_equal(bundle_object_key("prod", "web", "sha256:../../x", &bad), -EINVAL);
         assert_null(bad);
 }
 
@@ -70,22 +70,22 @@ static void test_configmap_carries_manifest_and_pointer(void **state) {
                             res->manifest);
         json_object *ann = jsonx_get(cm, "metadata.annotations");
         assert_string_equal(
-                json_object_get_string(json_object_object_get(ann, PUBLISH_ANN_REVISION)), "2");
-        assert_string_equal(json_object_get_string(json_object_object_get(ann, PUBLISH_ANN_DIGEST)),
+                json_object_get_string(json_object_object_get(ann, BUNDLE_ANN_REVISION)), "2");
+        assert_string_equal(json_object_get_string(json_object_object_get(ann, BUNDLE_ANN_DIGEST)),
                             res->digest);
         assert_string_equal(
-                json_object_get_string(json_object_object_get(ann, PUBLISH_ANN_NODE_SELECTOR)),
+                json_object_get_string(json_object_object_get(ann, BUNDLE_ANN_NODE_SELECTOR)),
                 "{\"matchLabels\":{\"role\":\"web\"}}");
         json_object *labels = jsonx_get(cm, "metadata.labels");
         assert_string_equal(
-                json_object_get_string(json_object_object_get(labels, PUBLISH_LABEL_BUNDLE)),
+                json_object_get_string(json_object_object_get(labels, BUNDLE_LABEL_BUNDLE)),
                 "true");
 }
 
 static void test_oversized_manifest_is_a_pointer(void **state) {
-        char *big = malloc(PUBLISH_CM_MANIFEST_MAX + 10);
-        memset(big, 'a', PUBLISH_CM_MANIFEST_MAX + 9);
-        big[PUBLISH_CM_MANIFEST_MAX + 9] = '\0';
+        char *big = malloc(BUNDLE_CONFIGMAP_MAX_DATA + 10);
+        memset(big, 'a', BUNDLE_CONFIGMAP_MAX_DATA + 9);
+        big[BUNDLE_CONFIGMAP_MAX_DATA + 9] = '\0';
         _cleanup_(render_result_freep) render_result *res = render(big);
         _cleanup_json_ json_object *cm = NULL;
         bool in_cm = true;
@@ -96,7 +96,7 @@ static void test_oversized_manifest_is_a_pointer(void **state) {
         assert_false(in_cm);
         assert_int_equal(json_object_object_length(jsonx_get(cm, "data")), 0);
         assert_string_equal(json_object_get_string(json_object_object_get(
-                                    jsonx_get(cm, "metadata.annotations"), PUBLISH_ANN_MANIFEST)),
+                                    jsonx_get(cm, "metadata.annotations"), BUNDLE_ANN_MANIFEST)),
                             "object-store");
 }
 
@@ -145,7 +145,7 @@ static void test_is_current_on_summaries(void **state) {
         /* The manifest's digest is the bundle digest: sha256 of those bytes. */
         snprintf(expect, sizeof(expect), "%s", res->digest);
         assert_string_equal(strempty(json_object_get_string(json_object_object_get(
-                                    jsonx_get(sum, "data"), PUBLISH_MANIFEST_DATA_KEY))),
+                                    jsonx_get(sum, "data"), BUNDLE_MANIFEST_DATA_KEY))),
                             expect);
         assert_string_equal(jsonx_get_string(sum, "metadata.resourceVersion"), "42");
         assert_null(json_object_object_get(jsonx_get(sum, "metadata.annotations"), "someone/else"));
@@ -158,7 +158,7 @@ static void test_is_current_on_summaries(void **state) {
         /* A data value that equals the digest, in an object that is not a
          * summary, is not taken for one. */
         json_object_deep_copy(want, &forged, NULL);
-        json_object_object_add(jsonx_get(forged, "data"), PUBLISH_MANIFEST_DATA_KEY,
+        json_object_object_add(jsonx_get(forged, "data"), BUNDLE_MANIFEST_DATA_KEY,
                                json_object_new_string(expect));
         assert_false(publish_configmap_is_current(forged, want));
 

@@ -238,7 +238,7 @@ static void test_bundle_accepts_dotfiles_and_nested_paths(void **state) {
 }
 
 static void test_bundle_size_limits(void **state) {
-        size_t big = RENDER_MAX_FILE_SIZE + 1;
+        size_t big = BUNDLE_MAX_FILE_SIZE + 1;
         _cleanup_free_ char *spec = malloc(big + 128);
         _cleanup_json_ json_object *o = NULL;
         render_result *res = NULL;
