@@ -703,11 +703,11 @@ int index_set_text(bundle_index *ix, const char *key, index_text *text) {
 }
 
 int index_set(bundle_index *ix, const char *key, json_object *entry) {
-        _cleanup_json_ json_object *owned = entry;
+        _cleanup_json_ json_object *owned = entry; /* consumed, whatever happens */
         _cleanup_(index_text_unrefp) index_text *t = NULL;
         int r;
 
-        r = index_text_new(entry, &t);
+        r = index_text_new(owned, &t);
         if (r < 0)
                 return r;
         return index_set_text(ix, key, t);
