@@ -148,13 +148,19 @@ token_path() { # NODE POD -> the token file the kubelet keeps for the pod
 token_record() {
         declare -gA token_first token_file
         local pod node
-        token_t0=$SECONDS
         while read -r pod node; do
                 [[ -n $pod ]] || continue
                 token_file[$node]=$(token_path "$node" "$pod")
                 token_first[$node]=$(docker exec "$node" cat "${token_file[$node]}")
                 [[ -n ${token_first[$node]} ]] || fail "no projected token for $pod on $node"
         done < <(pods_of agent)
+}
+
+token_exp() { # TOKEN -> its exp claim (seconds since the epoch)
+        local p
+        p=$(cut -d. -f2 <<<"$1" | tr '_-' '/+')
+        while ((${#p} % 4)); do p+="="; done
+        base64 -d <<<"$p" | jq -r .exp
 }
 
 api_status_with() { # TOKEN -> the HTTP status of an authenticated request
@@ -164,12 +170,16 @@ api_status_with() { # TOKEN -> the HTTP status of an authenticated request
 
 scenario_token_rotation() {
         say "kind: the agents' projected tokens (${token_ttl}s) rotate and expire; the agents keep reading the API"
-        local node left first
+        local node left first exp
         first=${!token_first[*]}
         first=${first%% *}
-        left=$((token_t0 + token_ttl + 15 - SECONDS))
+        # The API server accepts a token up to a minute past its exp (the JWT
+        # library's leeway).
+        exp=$(token_exp "${token_first[$first]}")
+        [[ $exp =~ ^[0-9]+$ ]] || fail "the agent's token on $first has no exp claim"
+        left=$((exp + 65 - $(date +%s)))
         if [[ $left -gt 0 ]]; then
-                step "waiting ${left}s until the first tokens have expired"
+                step "waiting ${left}s until the first tokens have expired (and the minute of leeway)"
                 sleep "$left"
         fi
         for node in "${!token_first[@]}"; do
